@@ -31,7 +31,7 @@ class Normaliser:
             raise ConfigError(f"normalisation must be one of {', '.join(NORMALISATIONS)}; got {self.kind!r}.")
 
     @classmethod
-    def fit(cls, kind: str, train_x: np.ndarray) -> "Normaliser":
+    def fit(cls, kind: str, train_x: np.ndarray) -> Normaliser:
         if kind != "standardize":
             return cls(kind)
         x = torch.as_tensor(train_x, dtype=torch.float64)
@@ -70,7 +70,7 @@ class Normaliser:
         return {"normaliser.mean": self.mean.contiguous(), "normaliser.std": self.std.contiguous()}
 
     @classmethod
-    def from_state(cls, kind: str, tensors: dict[str, Tensor], sample_shape: tuple[int, ...]) -> "Normaliser":
+    def from_state(cls, kind: str, tensors: dict[str, Tensor], sample_shape: tuple[int, ...]) -> Normaliser:
         if kind != "standardize":
             return cls(kind)
         try:

@@ -10,8 +10,8 @@ every image preset runs on every image dataset.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aecore.errors import ConfigError
 from aecore.models import (

@@ -16,7 +16,7 @@ import ctypes
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -79,7 +79,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}.")
@@ -132,7 +132,7 @@ class Callback(Protocol):
     def on_train_start(self, info: dict) -> None: ...
     def on_step_end(self, event: StepEvent) -> None: ...
     def on_epoch_end(self, event: EpochEvent) -> None: ...
-    def on_train_end(self, result: "TrainResult") -> None: ...
+    def on_train_end(self, result: TrainResult) -> None: ...
 
 
 @dataclass

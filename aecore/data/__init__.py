@@ -9,9 +9,9 @@ named ``csv:PATH``, ``idx:PATH``, ``npz:PATH`` or ``images:PATH``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

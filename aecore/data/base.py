@@ -22,7 +22,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.x)
 
-    def head(self, n: int) -> "Split":
+    def head(self, n: int) -> Split:
         return Split(
             self.x[:n],
             None if self.labels is None else self.labels[:n],
@@ -49,7 +49,7 @@ class DataBundle:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
-    def limit(self, n: int | None) -> "DataBundle":
+    def limit(self, n: int | None) -> DataBundle:
         """Keep the first ``n`` training items (``--limit``); val/test untouched."""
         if n is None:
             return self

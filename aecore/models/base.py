@@ -162,7 +162,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         """Rebuild from JSON, refusing unknown or ill-typed fields with a clear message."""
         if not isinstance(d, dict):
             raise ConfigError("a model config must be a JSON object.")
@@ -195,7 +195,7 @@ class ModelConfig:
         except TypeError as e:
             raise ConfigError(f"bad {cls.kind} config: {e}.") from e
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
 

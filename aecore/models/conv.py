@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-import torch
 from torch import Tensor, nn
 
 from aecore.errors import ConfigError

@@ -1,0 +1,394 @@
+"""``python -m aecore``: the engine from the command line.
+
+A user mistake prints one line, ``error: ...``, on stderr and exits with 2;
+only a bug shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from aecore.errors import AecoreError, ConfigError
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, same shape as every other user error
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m aecore", description="Train and explore autoencoders from the command line.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add_store(sp):
+        sp.add_argument("--store", help="model store folder (default: $AECORE_STORE or ./models_store)")
+
+    def add_data(sp):
+        sp.add_argument("--data-dir", help="folder holding MNIST/raw, FashionMNIST/raw, KMNIST/raw "
+                                           "(default: $AECORE_DATA_DIR or ./data)")
+
+    sp = sub.add_parser("presets", help="list the presets")
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("datasets", help="list the datasets and which are available")
+    add_data(sp)
+    sp.add_argument("--json", action="store_true")
+    sp = sub.add_parser("models", help="list saved models")
+    add_store(sp)
+    sp.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("train", help="train a preset and save it")
+    sp.add_argument("--preset", required=True)
+    sp.add_argument("--dataset", help="registry name or csv:PATH, idx:PATH, npz:PATH, images:PATH "
+                                      "(default: the preset's)")
+    sp.add_argument("--epochs", type=_positive_int)
+    sp.add_argument("--batch-size", type=_positive_int)
+    sp.add_argument("--lr", type=_positive_float)
+    sp.add_argument("--latent-dim", type=_positive_int)
+    sp.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    sp.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: opt-in fast mode where the hardware has it")
+    sp.add_argument("--limit", type=_positive_int, help="train on the first N training items")
+    sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    sp.add_argument("--seed", type=_nonneg_int, default=0)
+    sp.add_argument("--name", help="model name in the store (default: <preset>-<dataset>-<time>)")
+    sp.add_argument("--overwrite", action="store_true", help="replace a saved model of the same name")
+    sp.add_argument("--resume", metavar="NAME", help="continue training a saved model (saved back under NAME)")
+    sp.add_argument("--download", action="store_true", help="fetch MNIST-like data through torchvision")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+    add_data(sp)
+    add_store(sp)
+
+    sp = sub.add_parser("eval", help="test metrics of a saved model, with PCA at the same code size")
+    sp.add_argument("name")
+    sp.add_argument("--dataset", help="default: the dataset the model was trained on")
+    sp.add_argument("--json", action="store_true")
+    add_data(sp)
+    add_store(sp)
+
+    sp = sub.add_parser("score", help="reconstruction error of every item (anomaly score)")
+    sp.add_argument("name")
+    sp.add_argument("--dataset", required=True)
+    sp.add_argument("--split", choices=["train", "val", "test"], default="test")
+    sp.add_argument("--json", action="store_true")
+    add_data(sp)
+    add_store(sp)
+
+    sp = sub.add_parser("reconstruct", help="reconstruct (or denoise) image files")
+    sp.add_argument("name")
+    sp.add_argument("files", nargs="+")
+    sp.add_argument("--out", required=True, help="folder for the output PNGs")
+    sp.add_argument("--noise", type=float, default=0.0, help="add N(0, S) noise first (denoising demo)")
+    sp.add_argument("--invert", choices=["auto", "yes", "no"], default="auto")
+    sp.add_argument("--seed", type=_nonneg_int, default=0)
+    add_store(sp)
+
+    sp = sub.add_parser("generate", help="decode a latent vector into an image")
+    sp.add_argument("name")
+    sp.add_argument("--z", required=True, help="comma-separated code values, one per latent dimension")
+    sp.add_argument("--out", required=True, help="PNG file to write")
+    sp.add_argument("--scale", type=_positive_int, default=4, help="upscale factor of the PNG")
+    add_store(sp)
+    return p
+
+
+def _store(args):
+    from aecore.store import ModelStore
+
+    return ModelStore(args.store)
+
+
+def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def cmd_presets(args) -> int:
+    from aecore.presets import PRESETS
+
+    if args.json:
+        print(json.dumps([{"name": p.name, "seed": p.seed, "dataset": p.dataset, "summary": p.summary,
+                           "epochs": p.train.epochs, "batch_size": p.train.batch_size, "lr": p.train.lr,
+                           "notes": p.notes} for p in PRESETS.values()], indent=2))
+        return 0
+    _print_table([[p.name, p.seed or "-", p.dataset, p.train.epochs, p.train.batch_size, p.summary]
+                  for p in PRESETS.values()], ["preset", "seed", "dataset", "epochs", "batch", "model"])
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from aecore.data import DATASETS, resolve_data_dir
+
+    rows = [{"name": d.name, "kind": d.kind, "offline": d.builtin, "available": d.available(args.data_dir),
+             "description": d.description} for d in DATASETS.values()]
+    if args.json:
+        print(json.dumps({"data_dir": str(resolve_data_dir(args.data_dir)), "datasets": rows}, indent=2))
+        return 0
+    _print_table([[r["name"], r["kind"], "built in" if r["offline"] else ("yes" if r["available"] else "no"),
+                   r["description"]] for r in rows], ["dataset", "kind", "available", "description"])
+    print(f"\ndata dir: {resolve_data_dir(args.data_dir)}; your own files: csv:PATH, idx:PATH, npz:PATH, images:PATH")
+    return 0
+
+
+def cmd_models(args) -> int:
+    infos = _store(args).list()
+    if args.json:
+        print(json.dumps([i.__dict__ for i in infos], indent=2, default=str))
+        return 0
+    if not infos:
+        print("no saved models yet; train one with `python -m aecore train --preset vanilla --dataset digits`")
+        return 0
+
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, (int, float)) else "-"
+
+    _print_table([[i.name, i.preset or "-", i.dataset or "-", i.latent_dim or "-", fmt(i.metrics.get("test_mse")),
+                   fmt(i.metrics.get("pca_test_mse")), "" if i.ok else f"BROKEN: {i.error}"] for i in infos],
+                 ["model", "preset", "dataset", "code", "test_mse", "pca_mse", ""])
+    return 0
+
+
+class _Progress:
+    """A tqdm bar over all steps of the run."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def on_train_start(self, info):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=info["epochs"] * info["steps_per_epoch"], unit="step", file=sys.stderr,
+                            dynamic_ncols=True, mininterval=0.5)
+
+    def on_step_end(self, ev):
+        if self.bar is not None:
+            self.bar.update(1)
+            if ev.step == ev.steps_per_epoch or ev.global_step % 20 == 0:
+                self.bar.set_postfix(epoch=ev.epoch, loss=f"{ev.loss:.4g}", img_s=f"{ev.images_per_s:,.0f}")
+
+    def on_epoch_end(self, ev):
+        if self.bar is not None:
+            val = "-" if ev.val_loss is None else f"{ev.val_loss:.5g}"
+            self.bar.write(f"epoch {ev.epoch}/{ev.epochs}  train {ev.train_loss:.5g}  val {val}  "
+                           f"{ev.images_per_s:,.0f} img/s")
+
+    def on_train_end(self, result):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(args) -> int:
+    from aecore.workflow import TrainRequest, train
+
+    store = _store(args)
+    resume = store.load(args.resume, with_optimizer=True) if args.resume else None
+    preset = args.preset
+    request = TrainRequest(preset=preset, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+                           lr=args.lr, latent_dim=args.latent_dim, optimizer=args.optimizer,
+                           precision=args.precision, limit=args.limit, device=args.device, seed=args.seed,
+                           data_dir=args.data_dir, download=args.download)
+    request.preset_obj()  # unknown preset: fail before loading any data
+    name = args.resume or args.name
+    if name is None:
+        ds = (args.dataset or request.preset_obj().dataset).split(":")[0]
+        name = f"{preset}-{ds}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    from aecore.store import validate_name
+
+    validate_name(name)
+    if not args.resume and store.exists(name) and not args.overwrite:
+        raise ConfigError(f"a model named {name!r} already exists; pass --overwrite, --resume {name}, "
+                          "or another --name.")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop after this batch, keep the model
+    try:
+        tm, result, _ = train(request, [_Progress(not args.no_progress and not args.json)], stop, resume=resume)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    saved = None
+    if result.epochs_run > 0 or resume is not None:
+        saved = store.save(name, tm, overwrite=True if args.resume else args.overwrite)
+    summary = {"name": name if saved else None, "path": str(saved) if saved else None, "status": result.status,
+               "message": result.message, **tm.metrics}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=float))
+    else:
+        m = tm.metrics
+        print(f"{result.status}: {result.message}")
+        if saved:
+            print(f"saved as {name!r} in {store.root}")
+        if "test_mse" in m:
+            print(f"test MSE {m['test_mse']:.5f} (PSNR {m['psnr_db']:.2f} dB); PCA with {m['pca_components']} "
+                  f"components: {m['pca_test_mse']:.5f} ({m['pca_psnr_db']:.2f} dB); {m['images_per_s']:,.0f} img/s")
+        elif "sequence_accuracy" in m:
+            print(f"sequence accuracy {m['sequence_accuracy']:.4f}, token accuracy {m['token_accuracy']:.4f}")
+    if result.status in ("diverged", "failed"):
+        print(f"error: {result.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _model_and_data(args, dataset: str | None):
+    from aecore.data import load_dataset
+
+    tm = _store(args).load(args.name)
+    name = dataset or tm.meta.get("dataset")
+    bundle = load_dataset(name, getattr(args, "data_dir", None), seed=int(tm.meta.get("seed", 0)))
+    if tuple(bundle.sample_shape) != tuple(tm.model.config.input_shape):
+        raise ConfigError(f"model {args.name!r} takes items of shape {tuple(tm.model.config.input_shape)}, "
+                          f"but {name} has {bundle.sample_shape}.")
+    return tm, bundle
+
+
+def cmd_eval(args) -> int:
+    from aecore.workflow import evaluate
+
+    tm, bundle = _model_and_data(args, args.dataset)
+    metrics = evaluate(tm, bundle)
+    metrics["dataset"] = bundle.name
+    if args.dataset in (None, tm.meta.get("dataset")):
+        _store(args).update_metrics(args.name, {k: v for k, v in metrics.items() if k != "test_terms"})
+    if args.json:
+        print(json.dumps(metrics, indent=2, default=float))
+        return 0
+    for k, v in metrics.items():
+        print(f"{k:20s} {v:.6g}" if isinstance(v, float) else f"{k:20s} {v}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from aecore import analysis
+
+    tm, bundle = _model_and_data(args, args.dataset)
+    s = getattr(bundle, args.split)
+    errors = analysis.per_item_errors(tm, s.x, target=s.target) if bundle.kind == "sequence" \
+        else analysis.per_item_errors(tm, s.x)
+    if args.json:
+        print(json.dumps({"model": args.name, "dataset": bundle.name, "split": args.split,
+                          "errors": [float(e) for e in errors]}))
+        return 0
+    order = np.argsort(errors)[::-1]
+    print(f"{len(errors)} items; mean error {errors.mean():.6g}, median {np.median(errors):.6g}")
+    print("worst 10 (index, error):")
+    for i in order[:10]:
+        print(f"  {i:6d}  {errors[i]:.6g}")
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from PIL import Image
+
+    from aecore import analysis
+    from aecore.images import prepare_image, to_png_array
+
+    if not (0 <= args.noise <= 10):
+        raise ConfigError(f"--noise must be between 0 and 10; got {args.noise}.")
+    tm = _store(args).load(args.name)
+    shape = tuple(tm.model.config.input_shape)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(args.seed)
+    failures = 0
+    for f in args.files:
+        try:
+            prep = prepare_image(Path(f), shape, invert=args.invert,
+                                 dark_background=bool(tm.meta.get("dark_background", True)))
+        except AecoreError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        clean = prep.array
+        noisy = np.clip(clean + args.noise * rng.standard_normal(clean.shape).astype(np.float32), 0, 1) \
+            if args.noise > 0 else clean
+        rec = analysis.reconstruct(tm, noisy[None])[0]
+        panels = [clean] + ([noisy] if args.noise > 0 else []) + [rec]
+        strip = np.concatenate([to_png_array(p, scale=4) for p in panels], axis=1)
+        dest = out / f"{Path(f).stem}_recon.png"
+        Image.fromarray(strip).save(dest)
+        mse = float(np.mean((rec - clean) ** 2))
+        line = f"{f}: {'; '.join(prep.steps)} -> {dest} (PSNR {analysis.psnr(mse):.2f} dB vs the clean input"
+        if args.noise > 0:
+            line += f"; noisy input {analysis.psnr(float(np.mean((noisy - clean) ** 2))):.2f} dB"
+        print(line + ")")
+    return 1 if failures else 0
+
+
+def cmd_generate(args) -> int:
+    from PIL import Image
+
+    from aecore import analysis
+    from aecore.images import to_png_array
+
+    tm = _store(args).load(args.name)
+    try:
+        z = np.array([float(v) for v in args.z.split(",")], dtype=np.float32)
+    except ValueError:
+        raise ConfigError(f"--z must be comma-separated numbers; got {args.z!r}.") from None
+    if not np.all(np.isfinite(z)):
+        raise ConfigError("--z values must be finite numbers.")
+    if len(z) != tm.model.latent_dim:
+        raise ConfigError(f"model {args.name!r} has a {tm.model.latent_dim}-dimensional code; "
+                          f"--z gave {len(z)} value(s).")
+    if tm.data_kind != "image":
+        raise ConfigError("generate writes images; this model's data are not images.")
+    img = analysis.decode(tm, z[None])[0]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_png_array(img, scale=args.scale)).save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"presets": cmd_presets, "datasets": cmd_datasets, "models": cmd_models, "train": cmd_train,
+            "eval": cmd_eval, "score": cmd_score, "reconstruct": cmd_reconstruct, "generate": cmd_generate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AecoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,68 @@
+"""Home: what the app does, the compute device, presets, datasets, saved models, and a quick demo."""
+
+import pandas as pd
+import streamlit as st
+
+from aecore import analysis
+from aecore.data import DATASETS
+from aecore.device import describe_device
+from aecore.errors import AecoreError
+from aecore.presets import PRESETS
+from aecore.store import ModelStore
+from aecore.workflow import TrainRequest, train
+
+st.title("Autoencoder Studio")
+st.caption("Train autoencoders live on your GPU or CPU, then explore what they learned.")
+
+store = ModelStore()
+left, mid, right = st.columns(3)
+left.metric("Compute device", describe_device())
+mid.metric("Presets", len(PRESETS))
+right.metric("Saved models", len(store.names()))
+
+st.subheader("Quick start")
+st.write("Train the seed-003 `vanilla` autoencoder (784-64-784 becomes 64-32-64 on 8x8 digits) "
+         "on scikit-learn's built-in digits: no download, a few seconds on a CPU.")
+epochs = st.slider("Epochs", 1, 100, 30, key="home_epochs")
+if st.button("Train a demo model", type="primary", key="home_train"):
+    try:
+        with st.status("Training vanilla on digits...", expanded=True) as status:
+            request = TrainRequest(preset="vanilla", dataset="digits", epochs=epochs, batch_size=64, lr=3e-3,
+                                   latent_dim=32, device="auto")
+            tm, result, bundle = train(request)
+            store.save("demo-vanilla-digits", tm, overwrite=True)
+            status.update(label=f"{result.status}: {result.message}", state="complete")
+        st.session_state["home_result"] = (tm, bundle)
+    except AecoreError as e:
+        st.error(str(e))
+
+if "home_result" in st.session_state:
+    tm, bundle = st.session_state["home_result"]
+    m = tm.metrics
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Test MSE", f"{m['test_mse']:.4f}")
+    c2.metric(f"PCA-{m['pca_components']} MSE", f"{m['pca_test_mse']:.4f}")
+    c3.metric("Images/s", f"{m['images_per_s']:,.0f}")
+    st.line_chart(pd.DataFrame({"train": [h["train_loss"] for h in tm.history],
+                                "validation": [h["val_loss"] for h in tm.history]}), x_label="epoch",
+                  y_label="loss")
+    originals = bundle.test.x[:12]
+    st.image(analysis.recon_grid(originals, analysis.reconstruct(tm, originals), n=12),
+             caption="test originals (top) over reconstructions (bottom)", width=600)
+
+st.subheader("Presets")
+st.dataframe(pd.DataFrame([{"preset": p.name, "seed": p.seed or "-", "dataset": p.dataset, "model": p.summary}
+                           for p in PRESETS.values()]), hide_index=True, width="stretch")
+st.subheader("Datasets")
+st.dataframe(pd.DataFrame([{"dataset": d.name, "kind": d.kind, "available": d.available(),
+                            "description": d.description} for d in DATASETS.values()]),
+             hide_index=True, width="stretch")
+st.subheader("Saved models")
+infos = store.list()
+if infos:
+    st.dataframe(pd.DataFrame([{"model": i.name, "preset": i.preset, "dataset": i.dataset,
+                                "test MSE": i.metrics.get("test_mse"), "PCA MSE": i.metrics.get("pca_test_mse"),
+                                "status": "ok" if i.ok else i.error} for i in infos]),
+                 hide_index=True, width="stretch")
+else:
+    st.info("No saved models yet: train one above or with `python -m aecore train --preset vanilla --dataset digits`.")

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny data, a private model store, and the shared MNIST files.
+
+No test writes into the repository's ``models_store/``: ``AECORE_STORE`` points
+at a temporary folder for the whole session, and child processes inherit it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+# On a small shared CPU, torch's default of one thread per core makes its
+# threads spin against each other (a tiny conv step went from 5 ms to 1 s on
+# a loaded 2-core box); the tests measure behaviour, not throughput.
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AECORE_TEST_DATA_DIR")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_store(tmp_path_factory):
+    """Every ModelStore() without a root, in this process and in child processes, lands here."""
+    root = tmp_path_factory.mktemp("session_store")
+    old = os.environ.get("AECORE_STORE")
+    os.environ["AECORE_STORE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("AECORE_STORE", None)
+    else:
+        os.environ["AECORE_STORE"] = old
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits: (N, 1, 8, 8) float32 in [0, 1], loads in a second, no network."""
+    from aecore.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def store(tmp_path):
+    from aecore.store import ModelStore
+
+    return ModelStore(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data folder (override with AECORE_TEST_DATA_DIR)."""
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(data_dir) -> Path:
+    if not (data_dir / "MNIST" / "raw").is_dir():
+        pytest.skip(f"{data_dir / 'MNIST' / 'raw'} is absent: set AECORE_TEST_DATA_DIR to a folder "
+                    "holding MNIST/raw/*-ubyte.gz to run the MNIST tests.")
+    return data_dir
+
+
+def run_python(args: list[str], env: dict | None = None, timeout: float = 120, cwd: Path = REPO,
+               **kw) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` with the project's interpreter from the repository root."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, **kw)
