@@ -219,6 +219,18 @@ class _Progress:
 
 
 def cmd_train(args) -> int:
+    from aecore import distributed
+    from aecore.workflow import TrainRequest, train
+
+    # Under torchrun: join the process group; every rank trains its shard, rank 0 alone saves and prints.
+    dist_info, args.device = distributed.init_from_env(args.device)
+    try:
+        return _train(args, dist_info)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args, dist_info) -> int:
     from aecore.workflow import TrainRequest, train
 
     store = _store(args)
@@ -242,9 +254,13 @@ def cmd_train(args) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop after this batch, keep the model
     try:
-        tm, result, _ = train(request, [_Progress(not args.no_progress and not args.json)], stop, resume=resume)
+        progress = _Progress(dist_info.is_main and not args.no_progress and not args.json)
+        tm, result, _ = train(request, [progress], stop, resume=resume, evaluate_after=dist_info.is_main)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not dist_info.is_main:
+        return 0 if result.status not in ("diverged", "failed") else 1
+    tm.meta["world_size"] = dist_info.world_size
     saved = None
     if result.epochs_run > 0 or resume is not None:
         saved = store.save(name, tm, overwrite=True if args.resume else args.overwrite)

@@ -1,0 +1,88 @@
+"""The dashboard through Streamlit's AppTest: the Home page and its one-click demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from aecore.device import describe_device
+from aecore.store import ModelStore
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+DEMO = "demo-vanilla-digits"
+
+
+@pytest.fixture(scope="module")
+def app_store(tmp_path_factory):
+    """A store of this module's own, empty at the start, where the page's ModelStore() lands."""
+    root = tmp_path_factory.mktemp("app_store")
+    old = os.environ.get("AECORE_STORE")
+    os.environ["AECORE_STORE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("AECORE_STORE", None)
+    else:
+        os.environ["AECORE_STORE"] = old
+
+
+def new_app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP), default_timeout=60)
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+@pytest.fixture(scope="module")
+def trained_app(app_store):
+    at = new_app()
+    at.run()
+    assert not at.exception, at.exception
+    at.slider(key="home_epochs").set_value(3)
+    at.button(key="home_train").click()
+    at.run()
+    return at
+
+
+def test_home_page_runs_and_shows_the_device(app_store):
+    at = new_app()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == ["Autoencoder Studio"]
+    m = metrics(at)
+    assert m["Compute device"] == describe_device()
+    assert m["Presets"] == "12"
+    assert m["Saved models"] == str(len(ModelStore(app_store).names()))
+    assert at.slider(key="home_epochs").value == 30
+    assert not at.get("image")  # nothing trained yet: no reconstruction grid
+
+
+def test_demo_button_trains_shows_results_and_saves(trained_app, app_store):
+    at = trained_app
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    statuses = at.get("status")
+    assert statuses and statuses[0].label.startswith("done"), statuses
+    tm, bundle = at.session_state["home_result"]
+    assert len(tm.history) == 3  # the slider's value reached the trainer
+    m = metrics(at)
+    assert float(m["Test MSE"]) == pytest.approx(tm.metrics["test_mse"], abs=5e-5)
+    assert any(label.startswith("PCA-") for label in m)
+    assert len(at.get("image")) >= 1  # originals over reconstructions
+    # saved in the store the page uses, and loadable
+    store = ModelStore(app_store)
+    assert DEMO in store.names()
+    back = store.load(DEMO)
+    assert [h["epoch"] for h in back.history] == [1, 2, 3]
+    assert back.meta["preset"] == "vanilla" and back.meta["dataset"] == "digits"
+    # the saved-models table below lists it
+    assert any(DEMO in df.value["model"].tolist() for df in at.dataframe if "model" in df.value.columns)
+
+
+def test_saved_model_count_is_current_after_training(trained_app, app_store):
+    """The header says how many models are saved; right after the demo saved one, it must count it."""
+    assert metrics(trained_app)["Saved models"] == str(len(ModelStore(app_store).names()))

@@ -1,0 +1,128 @@
+"""aecore.workflow: what a user does (train a preset, evaluate it) and what it reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aecore import analysis
+from aecore.data import load_dataset
+from aecore.errors import ConfigError, DataError
+from aecore.train import evaluate as evaluate_loss
+from aecore.train import split_tensors
+from aecore.workflow import TrainRequest, evaluate, prepare, train
+
+
+class NeverTrains:
+    """Fails the test if training starts."""
+
+    def on_train_start(self, info):
+        raise AssertionError("training started for a request that should have been refused")
+
+
+def numpy_pca_mse(train_x: np.ndarray, test_x: np.ndarray, k: int) -> float:
+    a = train_x.reshape(len(train_x), -1).astype(np.float64)
+    b = test_x.reshape(len(test_x), -1).astype(np.float64)
+    mean = a.mean(0)
+    _, _, vt = np.linalg.svd(a - mean, full_matrices=False)
+    comps = vt[:k]
+    rec = (b - mean) @ comps.T @ comps + mean
+    return float(((rec - b) ** 2).mean())
+
+
+@pytest.fixture(scope="module")
+def vanilla_run():
+    req = TrainRequest(preset="vanilla", dataset="digits", epochs=4, latent_dim=8, batch_size=64, device="cpu")
+    return train(req)
+
+
+def test_train_reports_metrics_that_match_a_direct_computation(vanilla_run):
+    tm, result, bundle = vanilla_run
+    m = tm.metrics
+    assert result.status == "done" and m["status"] == "done"
+    assert m["epochs"] == 4 and len(tm.history) == 4
+    for key in ("test_mse", "pca_test_mse", "psnr_db", "images_per_s", "wall_s", "final_train_loss",
+                "final_val_loss"):
+        assert math.isfinite(m[key]), key
+    direct = float(analysis.per_item_errors(tm, bundle.test.x).mean())
+    assert m["test_mse"] == pytest.approx(direct, rel=1e-6)
+    assert m["psnr_db"] == pytest.approx(10 * math.log10(1 / direct), rel=1e-6)
+    assert m["pca_components"] == 8 and m["latent_dim"] == 8
+    assert m["pca_test_mse"] == pytest.approx(numpy_pca_mse(bundle.train.x, bundle.test.x, 8), rel=1e-4)
+    assert m["n_items"] == len(bundle.test)
+    assert m["final_train_loss"] == result.history[-1]["train_loss"]
+    assert m["compression_ratio"] == pytest.approx(64 / 8)
+    # the model comes back in eval mode with its provenance
+    assert not tm.model.training
+    assert tm.meta["preset"] == "vanilla" and tm.meta["dataset"] == "digits" and tm.meta["data_kind"] == "image"
+
+
+def test_evaluate_on_another_split_is_consistent(vanilla_run):
+    tm, _, bundle = vanilla_run
+    val = evaluate(tm, bundle, split="val")
+    assert val["n_items"] == len(bundle.val)
+    assert val["test_mse"] == pytest.approx(float(analysis.per_item_errors(tm, bundle.val.x).mean()), rel=1e-6)
+
+
+def test_vae_metrics_have_the_test_loss():
+    req = TrainRequest(preset="vae-mlp", dataset="digits", epochs=2, limit=300, device="cpu")
+    tm, result, bundle = train(req)
+    m = tm.metrics
+    assert result.status == "done"
+    assert {"test_loss", "test_terms", "test_mse", "pca_test_mse"} <= set(m)
+    assert set(m["test_terms"]) == {"recon", "kl"}
+    assert m["test_loss"] == pytest.approx(sum(m["test_terms"].values()))
+    # the test loss is the model's own loss on the test split (eval mode: the mean, no sampling)
+    x, t = split_tensors(bundle, "test", tm.normaliser, torch.device("cpu"))
+    loss, _ = evaluate_loss(tm.model, x, t, 1024)
+    assert m["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert tm.normaliser.kind == "symmetric"
+
+
+@pytest.mark.parametrize("preset, dataset", [("conv", "helix3d"), ("seq2seq-lstm", "digits"),
+                                             ("vanilla", "reverse-seq"), ("manifold-1d", "digits")])
+def test_incompatible_preset_and_dataset_are_refused_before_training(preset, dataset):
+    req = TrainRequest(preset=preset, dataset=dataset, epochs=1, device="cpu")
+    with pytest.raises(ConfigError):
+        prepare(req)
+    with pytest.raises(ConfigError):
+        train(req, callbacks=[NeverTrains()])
+
+
+def test_unknown_names_are_user_errors():
+    with pytest.raises(ConfigError, match="preset"):
+        train(TrainRequest(preset="nope", dataset="digits"), callbacks=[NeverTrains()])
+    with pytest.raises(DataError, match="dataset"):
+        train(TrainRequest(preset="vanilla", dataset="nope"), callbacks=[NeverTrains()])
+    with pytest.raises(ConfigError):
+        train(TrainRequest(preset="vanilla", dataset="digits", epochs=0), callbacks=[NeverTrains()])
+
+
+def test_limit_shrinks_the_training_split_only():
+    full = load_dataset("digits")
+    bundle, tm, cfg = prepare(TrainRequest(preset="vanilla", dataset="digits", limit=100, device="cpu"))
+    assert len(bundle.train) == 100
+    np.testing.assert_array_equal(bundle.train.x, full.train.x[:100])
+    assert len(bundle.val) == len(full.val) and len(bundle.test) == len(full.test)
+    np.testing.assert_array_equal(bundle.test.x, full.test.x)
+    assert tm.meta["limit"] == 100
+    with pytest.raises(DataError):
+        prepare(TrainRequest(preset="vanilla", dataset="digits", limit=0))
+
+
+def test_seq2seq_reports_sequence_accuracy():
+    req = TrainRequest(preset="seq2seq-lstm", dataset="reverse-seq", epochs=1, limit=2000, device="cpu")
+    tm, result, bundle = train(req)
+    m = tm.metrics
+    assert result.status == "done"
+    assert 0.0 <= m["sequence_accuracy"] <= m["token_accuracy"] <= 1.0
+    assert "test_mse" not in m
+    assert m["n_items"] == len(bundle.test)
+    pred = analysis.reconstruct(tm, bundle.test.x)  # greedy decoding, token ids
+    assert pred.shape == bundle.test.target.shape == (len(bundle.test), 3)
+    hit = pred == bundle.test.target
+    assert m["token_accuracy"] == pytest.approx(hit.mean())
+    assert m["sequence_accuracy"] == pytest.approx(hit.all(1).mean())
