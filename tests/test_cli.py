@@ -9,6 +9,8 @@ which is what ``python -m aecore`` calls, and two of them through the subprocess
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -39,14 +41,17 @@ ERRORS = {
 }
 
 
-def run_all(commands: dict[str, list[str]], env: dict, workers: int = 4) -> dict[str, subprocess.CompletedProcess]:
+def run_all(commands: dict[str, list[str]], env: dict, workers: int = 4,
+            during=None) -> dict[str, subprocess.CompletedProcess]:
+    """Run ``python -m aecore ARGS`` for each entry, a few at a time; ``during()`` runs here meanwhile."""
     def one(args):
         return subprocess.run([sys.executable, "-m", "aecore", *args], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=300)
 
     with ThreadPoolExecutor(workers) as pool:
         futures = {k: pool.submit(one, v) for k, v in commands.items()}
-        return {k: f.result() for k, f in futures.items()}
+        extra = during() if during else {}
+        return {**{k: f.result() for k, f in futures.items()}, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +73,6 @@ def runs(paths, data_dir):
     fill = {"empty": str(paths["empty"])}
     phase1 = {
         "train": ["train", "--preset", "vanilla", "--dataset", "digits", "--epochs", "5", "--json", "--name", "v1"],
-        "train_vae": ["train", "--preset", "vae-mlp", "--dataset", "digits", "--epochs", "2", "--json",
-                      "--name", "vae1"],
-        "presets": ["presets"],
         "presets_json": ["presets", "--json"],
         "datasets_empty": ["datasets", "--json", "--data-dir", str(paths["empty"])],
         "datasets_shared": ["datasets", "--json", "--data-dir", str(data_dir)],
@@ -80,7 +82,10 @@ def runs(paths, data_dir):
     if (data_dir / "MNIST" / "raw").is_dir():
         phase1["train_mnist"] = ["train", "--preset", "vanilla", "--dataset", "mnist", "--data-dir", str(data_dir),
                                  "--epochs", "1", "--limit", "2000", "--json", "--name", "mnist1"]
-    out = run_all(phase1, env)
+    # meanwhile, the VAE trains in this process (same code path, without another torch import)
+    out = run_all(phase1, env, during=lambda: {"train_vae": main_in_process(
+        ["train", "--preset", "vae-mlp", "--dataset", "digits", "--epochs", "2", "--json", "--name", "vae1"],
+        None, paths["store"])})
     try:
         k = json.loads(out["train"].stdout)["latent_dim"]
     except (ValueError, KeyError):
@@ -88,7 +93,6 @@ def runs(paths, data_dir):
     z = ",".join(f"{v:.2f}" for v in np.linspace(-1, 1, k))
     out_dir = str(paths["out"])
     phase2 = {
-        "models": ["models", "--json"],
         "eval": ["eval", "v1", "--json"],
         "eval_vae": ["eval", "vae1", "--json"],
         "score": ["score", "v1", "--dataset", "digits", "--json"],
@@ -102,14 +106,24 @@ def runs(paths, data_dir):
 
 
 def main_in_process(argv: list[str], capsys, store: Path) -> subprocess.CompletedProcess:
-    """``aecore.cli.main`` as ``python -m aecore`` runs it; a traceback would fail the test."""
-    capsys.readouterr()
-    try:
-        rc = main([*argv, "--store", str(store)] if argv and argv[0] in STORE_COMMANDS else argv)
-    except SystemExit as e:  # argparse mistakes exit through the parser
-        rc = e.code
-    cap = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, rc, cap.out, cap.err)
+    """``aecore.cli.main`` as ``python -m aecore`` runs it; a traceback would fail the test.
+    Output is captured by ``capsys``, or without it (in a fixture) by redirecting sys.stdout/stderr."""
+    argv_store = [*argv, "--store", str(store)] if argv and argv[0] in STORE_COMMANDS else argv
+    out, err = io.StringIO(), io.StringIO()
+    if capsys is not None:
+        capsys.readouterr()
+    with contextlib.ExitStack() as stack:
+        if capsys is None:
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(err))
+        try:
+            rc = main(argv_store)
+        except SystemExit as e:  # argparse mistakes exit through the parser
+            rc = e.code
+    if capsys is not None:
+        cap = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, rc, cap.out, cap.err)
+    return subprocess.CompletedProcess(argv, rc, out.getvalue(), err.getvalue())
 
 
 STORE_COMMANDS = {"train", "eval", "score", "reconstruct", "generate", "models"}
@@ -130,8 +144,8 @@ def assert_one_error_line(r: subprocess.CompletedProcess) -> str:
 
 
 # --- listing -------------------------------------------------------------------------------------
-def test_presets_lists_all_twelve(runs):
-    r = runs["presets"]
+def test_presets_lists_all_twelve(runs, capsys, tmp_path):
+    r = main_in_process(["presets"], capsys, tmp_path)
     assert r.returncode == 0, r.stderr
     for name in PRESETS:
         assert name in r.stdout
@@ -174,8 +188,8 @@ def test_training_an_existing_name_needs_overwrite(runs, paths, capsys):
     assert r.returncode == 0 and "v1" in r.stdout and "vae1" in r.stdout
 
 
-def test_models_lists_it(runs):
-    listed = {m["name"]: m for m in ok_json(runs["models"])}
+def test_models_lists_it(runs, paths, capsys):
+    listed = {m["name"]: m for m in ok_json(main_in_process(["models", "--json"], capsys, paths["store"]))}
     assert {"v1", "vae1"} <= set(listed)
     assert listed["v1"]["ok"] and listed["v1"]["preset"] == "vanilla" and listed["v1"]["dataset"] == "digits"
 

@@ -11,8 +11,10 @@ import pytest
 import torch.distributed as dist
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["train", "--preset", "vanilla", "--dataset", "digits", "--epochs", "40", "--batch-size", "64",
-        "--lr", "3e-3", "--latent-dim", "16", "--json", "--device", "cpu"]
+# A softplus code has no dead units, so runs differ by seed far less than a ReLU
+# code's (measured over 4 seeds: 4% against 48%), which a 5% comparison needs.
+ARGS = ["train", "--preset", "basic-softplus", "--dataset", "digits", "--epochs", "60", "--batch-size", "64",
+        "--latent-dim", "16", "--json", "--device", "cpu"]
 
 
 def run(cmd, store):
@@ -28,7 +30,7 @@ def test_two_processes_train_save_once_and_match_one(tmp_path):
                "-m", "aecore", *ARGS, "--name", "ddp"], tmp_path / "store2")
     one = run([sys.executable, "-m", "aecore", *ARGS, "--name", "single"], tmp_path / "store1")
 
-    assert two["status"] == "done" and two["epochs"] == 40
+    assert two["status"] == "done" and two["epochs"] == 60
     saved = sorted(p.name for p in (tmp_path / "store2").iterdir() if not p.name.startswith("."))
     assert saved == ["ddp"]  # rank 1 wrote nothing
     config = json.loads((tmp_path / "store2" / "ddp" / "config.json").read_text())
