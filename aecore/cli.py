@@ -398,8 +398,22 @@ COMMANDS = {"presets": cmd_presets, "datasets": cmd_datasets, "models": cmd_mode
             "eval": cmd_eval, "score": cmd_score, "reconstruct": cmd_reconstruct, "generate": cmd_generate}
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--z -1,2`` would read as an unknown option to argparse; ``--z=-1,2`` does not."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--z" and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"--z={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_join_negative_values(list(argv)))
     try:
         return COMMANDS[args.command](args)
     except AecoreError as e:

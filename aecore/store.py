@@ -44,7 +44,7 @@ def default_store_dir() -> Path:
 
 
 def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name) or name.endswith(".") or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.endswith(".") or ".." in name:
         raise StoreError(f"invalid model name {name!r}: use 1-80 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit (no '/', '..' or control characters).")
     return name
@@ -97,6 +97,8 @@ def _read_json(path: Path) -> object:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise StoreError(f"model {path.parent.name!r} has no {path.name}.") from e
+    except OSError as e:  # a folder or an unreadable file where a JSON file should be
+        raise StoreError(f"{path.name} of model {path.parent.name!r} cannot be read ({e.strerror}).") from e
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{path.name} of model {path.parent.name!r} is not valid JSON ({e}).") from e
 
@@ -160,7 +162,7 @@ class ModelStore:
             for old in sorted(trash.iterdir()):
                 name = old.name.rsplit("--", 1)[0]
                 target = self.root / name
-                if NAME_RE.match(name) and not target.exists():
+                if NAME_RE.fullmatch(name) and not target.exists():
                     os.replace(old, target)  # the crash came between the two renames: undo the first
                 else:
                     shutil.rmtree(old, ignore_errors=True)
@@ -295,7 +297,7 @@ class ModelStore:
     # --- listing -----------------------------------------------------------------
     def names(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and NAME_RE.match(p.name))
+                      if p.is_dir() and not p.name.startswith(".") and NAME_RE.fullmatch(p.name))
 
     def list(self) -> list[ModelInfo]:
         out = []

@@ -71,6 +71,8 @@ class TrainConfig:
         if self.early_stopping_patience is not None and not (
                 isinstance(self.early_stopping_patience, int) and self.early_stopping_patience >= 1):
             bad("early stopping patience must be a positive integer (or off).")
+        if not isinstance(self.min_delta, (int, float)) or not 0 <= self.min_delta < math.inf:
+            bad(f"early stopping min_delta must be a number from 0 up; got {self.min_delta!r}.")
         if self.precision not in ("fp32", "bf16"):
             bad(f"precision must be fp32 or bf16; got {self.precision!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
@@ -411,7 +413,7 @@ class Trainer:
                         self._emit("on_step_end", StepEvent(epoch, s + 1, steps, done_steps, loss_val,
                                                             dict(zip(names, vals)), ips, now - t0, eta, snap))
                 train_time += time.perf_counter() - te
-                if status in ("stopped", "diverged") and epoch_seen == 0:
+                if status == "diverged" or (status == "stopped" and epoch_seen == 0):
                     break
                 train_terms = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
                 val_loss, val_terms = (None, {})

@@ -100,6 +100,7 @@ def prepare(request: TrainRequest) -> tuple[DataBundle, TrainedModel, TrainConfi
     if bundle.kind == "sequence":
         kind = "unit"
     normaliser = Normaliser.fit(kind, as_float(bundle.train.x, bundle)) if kind == "standardize" else Normaliser(kind)
+    torch.manual_seed(request.seed)  # the initial weights belong to the seed too
     model = build_model(cfg)
     meta = {
         "preset": request.preset if request.model is None else f"custom ({request.preset})",

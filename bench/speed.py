@@ -480,7 +480,7 @@ class Worker:
 
     # -- quality ---------------------------------------------------------------------------------
     def quality(self, preset: str, epochs: int, data_dir: str | None, limit: int | None, seed: int,
-                n: int, n_test: int) -> dict:
+                n: int, n_test: int, test_limit: int | None = None) -> dict:
         import torch
 
         from aecore.data import DATASETS
@@ -504,6 +504,9 @@ class Worker:
                 bundle = bundle.limit(limit)
             model, normaliser, cfg = prepare_like_workflow(preset, bundle, seed)
             data = f"synthetic ({len(bundle.train)} train / {len(bundle.test)} test)"
+        if test_limit:
+            bundle = dataclasses.replace(bundle, test=bundle.test.head(test_limit))
+            data = data.replace(" test)", f" test, first {len(bundle.test)} used)")
         cfg = dataclasses.replace(cfg, epochs=epochs, precision="bf16" if self.variant == "aecore-bf16" else "fp32")
         t0 = time.perf_counter()
         if self.variant.startswith("aecore"):
@@ -539,9 +542,9 @@ class Worker:
         self.s = {}
 
 
-def worker_main(conn, variant: str, threads: int) -> None:
+def worker_main(conn, variants: list[str], threads: int) -> None:
     try:
-        w = Worker(variant, threads)
+        workers = {v: Worker(v, threads) for v in variants}
         conn.send(("ok", os.getpid()))
     except Exception:
         conn.send(("err", traceback.format_exc()))
@@ -550,43 +553,58 @@ def worker_main(conn, variant: str, threads: int) -> None:
         msg = conn.recv()
         if msg is None:
             break
-        cmd, kw = msg
+        variant, cmd, kw = msg
         try:
-            conn.send(("ok", getattr(w, cmd)(**kw)))
+            conn.send(("ok", getattr(workers[variant], cmd)(**kw)))
         except Exception:
             conn.send(("err", traceback.format_exc()))
 
 
+# Which variants share a process. aecore's variants share one (they are all aecore, malloc
+# tuning included); the plain-PyTorch baselines share another that never imports
+# aecore.train's Trainer; pythae has its own.
+PROCESS_GROUPS = {"aecore": ("aecore", "aecore-bf16", "aecore-fastpath"), "baselines": ("seeds", "tensords"),
+                  "pythae": ("pythae",)}
+
+
 class Pool:
-    """The worker processes, one per variant, started together, driven one at a time."""
+    """The worker processes, started together, driven one call at a time."""
 
     def __init__(self, variants, threads):
         ctx = mp.get_context("spawn")
-        self.conns, self.procs = {}, {}
-        for v in variants:
+        self.conn_of, self.procs, conns = {}, [], []
+        for group in PROCESS_GROUPS.values():
+            members = [v for v in group if v in variants]
+            if not members:
+                continue
             a, b = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(b, v, threads), daemon=True)
+            p = ctx.Process(target=worker_main, args=(b, members, threads), daemon=True)
             p.start()
-            self.conns[v], self.procs[v] = a, p
-        for v in variants:
-            status, payload = self.conns[v].recv()
+            self.procs.append(p)
+            conns.append((members, a))
+            for v in members:
+                self.conn_of[v] = a
+        for members, c in conns:
+            status, payload = c.recv()
             if status != "ok":
-                raise RuntimeError(f"worker {v} failed to start:\n{payload}")
+                raise RuntimeError(f"worker {members} failed to start:\n{payload}")
+        self.conns = [c for _, c in conns]
 
     def call(self, variant, cmd, **kw):
-        self.conns[variant].send((cmd, kw))
-        status, payload = self.conns[variant].recv()
+        c = self.conn_of[variant]
+        c.send((variant, cmd, kw))
+        status, payload = c.recv()
         if status != "ok":
             raise RuntimeError(f"worker {variant} failed in {cmd}:\n{payload}")
         return payload
 
     def close(self):
-        for v, c in self.conns.items():
+        for c in self.conns:
             try:
                 c.send(None)
             except (BrokenPipeError, OSError):
                 pass
-        for p in self.procs.values():
+        for p in self.procs:
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
@@ -709,7 +727,7 @@ def main(argv=None) -> int:
     seconds = args.seconds or (0.25 if q else 2.0)
     warm, min_steps = (1, 1) if q else (2, 3)
     q_epochs = args.quality_epochs or (1 if q else 2)
-    q_limit = 2000 if q else None
+    q_limit = 1000 if q else None
     lat_calls, enc_items, enc_reps = (200, 10000, 2) if q else (2000, 10000, 5)
     seed = 0
 
@@ -759,7 +777,11 @@ def main(argv=None) -> int:
 
     variants = ["aecore"] + (["aecore-bf16"] if bf16_ok else []) + ["aecore-fastpath", "seeds", "tensords"]
     pool_variants = list(variants) + (["pythae"] if have_pythae and "pythae" not in args.skip else [])
+    marks: dict[str, float] = {}
+    mark = lambda name: marks.__setitem__(name, round(time.perf_counter() - t_start, 1))  # noqa: E731
+    mark("gemm_numerics_done")
     pool = Pool(pool_variants, args.threads)
+    mark("workers_started")
     try:
         # ---- training throughput, interleaved per preset ----
         train_res: dict = {}
@@ -794,6 +816,7 @@ def main(argv=None) -> int:
                 print(f"{preset}: " + ", ".join(f"{v} {fmt(ips[v])}" for v in active) + " img/s"
                       + (f"; decode p50 {lat['decode_p50_ms']:.3f} ms" if lat else ""), flush=True)
         result["training"] = train_res
+        mark("training_done")
 
         # ---- pythae beside aecore on pythae's default AE ----
         if have_pythae and "pythae" not in args.skip:
@@ -817,6 +840,7 @@ def main(argv=None) -> int:
             }
             pr = result["pythae"]["images_per_s"]
             print(f"pythae AE (batch {pb}): aecore {fmt(pr['aecore'])}, pythae {fmt(pr['pythae'])} img/s", flush=True)
+            mark("pythae_done")
         elif not have_pythae:
             result["pythae"] = {"skipped": "pythae is not installed (pip install -r bench/requirements.txt)"}
 
@@ -831,10 +855,11 @@ def main(argv=None) -> int:
                         continue
                     qres[preset][v] = pool.call(v, "quality", preset=preset, epochs=q_epochs,
                                                 data_dir=args.data_dir, limit=q_limit, seed=seed, n=n,
-                                                n_test=n_test)
+                                                n_test=n_test, test_limit=2000 if q else None)
                 line = ", ".join(f"{v} {r['test_loss']:.5g}" for v, r in qres[preset].items())
                 print(f"quality {preset} [{next(iter(qres[preset].values()))['data']}]: {line}", flush=True)
             result["quality"] = qres
+            mark("quality_done")
     finally:
         pool.close()
 
@@ -845,6 +870,7 @@ def main(argv=None) -> int:
                           for k in result["gemm_start"]}
     result["machine"]["load_avg_end"] = load_avg()
     result["wall_s"] = time.perf_counter() - t_start
+    result["section_marks_s"] = marks
 
     report, goals = render(result)
     result["goals"] = goals

@@ -18,7 +18,6 @@ store = ModelStore()
 left, mid, right = st.columns(3)
 left.metric("Compute device", describe_device())
 mid.metric("Presets", len(PRESETS))
-right.metric("Saved models", len(store.names()))
 
 st.subheader("Quick start")
 st.write("Train the seed-003 `vanilla` autoencoder (784-64-784 becomes 64-32-64 on 8x8 digits) "
@@ -35,6 +34,9 @@ if st.button("Train a demo model", type="primary", key="home_train"):
         st.session_state["home_result"] = (tm, bundle)
     except AecoreError as e:
         st.error(str(e))
+
+# Counted after the demo above may have saved one.
+right.metric("Saved models", len(store.names()))
 
 if "home_result" in st.session_state:
     tm, bundle = st.session_state["home_result"]

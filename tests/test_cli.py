@@ -1,10 +1,12 @@
 """``python -m aecore`` end to end, with a private store.
 
-The real entry point runs in subprocesses. Each costs a Python start and a torch
-import, so the commands that do not depend on each other run concurrently in two
-phases (module fixture ``runs``) and the tests then check one result each. The
-full matrix of user mistakes also runs in-process through ``aecore.cli.main``,
-which is what ``python -m aecore`` calls, and two of them through the subprocess.
+The main flow (train, eval, score, reconstruct, generate, datasets, the MNIST run
+and two user mistakes) runs the real entry point in subprocesses. Each costs a
+Python start and a torch import, so the commands that do not depend on each
+other run concurrently in two phases (module fixture ``runs``) and the tests then
+check one result each. The rest (the VAE, listings, the full matrix of user
+mistakes) calls ``aecore.cli.main`` in-process, which is what ``python -m aecore``
+runs, with output captured the same way.
 """
 
 from __future__ import annotations
@@ -41,17 +43,9 @@ ERRORS = {
 }
 
 
-def run_all(commands: dict[str, list[str]], env: dict, workers: int = 4,
-            during=None) -> dict[str, subprocess.CompletedProcess]:
-    """Run ``python -m aecore ARGS`` for each entry, a few at a time; ``during()`` runs here meanwhile."""
-    def one(args):
-        return subprocess.run([sys.executable, "-m", "aecore", *args], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=300)
-
-    with ThreadPoolExecutor(workers) as pool:
-        futures = {k: pool.submit(one, v) for k, v in commands.items()}
-        extra = during() if during else {}
-        return {**{k: f.result() for k, f in futures.items()}, **extra}
+def aecore_process(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aecore", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -71,35 +65,35 @@ def runs(paths, data_dir):
     env = {**os.environ, "AECORE_STORE": str(paths["store"]), "OMP_NUM_THREADS": "1"}
     env.pop("AECORE_DATA_DIR", None)
     fill = {"empty": str(paths["empty"])}
-    phase1 = {
+    first = {
         "train": ["train", "--preset", "vanilla", "--dataset", "digits", "--epochs", "5", "--json", "--name", "v1"],
-        "presets_json": ["presets", "--json"],
         "datasets_empty": ["datasets", "--json", "--data-dir", str(paths["empty"])],
         "datasets_shared": ["datasets", "--json", "--data-dir", str(data_dir)],
         # the real entry point on two mistakes: one argparse catches, one the engine catches
         **{f"error:{k}": [a.format(**fill) for a in ERRORS[k]] for k in ("lr-abc", "mnist-missing")},
     }
     if (data_dir / "MNIST" / "raw").is_dir():
-        phase1["train_mnist"] = ["train", "--preset", "vanilla", "--dataset", "mnist", "--data-dir", str(data_dir),
-                                 "--epochs", "1", "--limit", "2000", "--json", "--name", "mnist1"]
-    # meanwhile, the VAE trains in this process (same code path, without another torch import)
-    out = run_all(phase1, env, during=lambda: {"train_vae": main_in_process(
-        ["train", "--preset", "vae-mlp", "--dataset", "digits", "--epochs", "2", "--json", "--name", "vae1"],
-        None, paths["store"])})
-    try:
-        k = json.loads(out["train"].stdout)["latent_dim"]
-    except (ValueError, KeyError):
-        k = 1  # the train test reports the real problem
-    z = ",".join(f"{v:.2f}" for v in np.linspace(-1, 1, k))
-    out_dir = str(paths["out"])
-    phase2 = {
-        "eval": ["eval", "v1", "--json"],
-        "eval_vae": ["eval", "vae1", "--json"],
-        "score": ["score", "v1", "--dataset", "digits", "--json"],
-        "reconstruct": ["reconstruct", "v1", str(paths["png"]), "--out", out_dir],
-        "generate": ["generate", "v1", f"--z={z}", "--out", str(paths["out"] / "gen" / "g.png")],
-    }
-    out.update(run_all(phase2, env))
+        first["train_mnist"] = ["train", "--preset", "vanilla", "--dataset", "mnist", "--data-dir", str(data_dir),
+                                "--epochs", "1", "--limit", "2000", "--json", "--name", "mnist1"]
+    with ThreadPoolExecutor(4) as pool:
+        futures = {k: pool.submit(aecore_process, v, env) for k, v in first.items()}
+        # meanwhile, the VAE trains in this process (same code path, without another torch import)
+        out = {"train_vae": main_in_process(["train", "--preset", "vae-mlp", "--dataset", "digits", "--epochs", "2",
+                                             "--json", "--name", "vae1"], None, paths["store"])}
+        train = futures["train"].result()
+        try:
+            k = json.loads(train.stdout)["latent_dim"]
+        except (ValueError, KeyError):
+            k = 1  # the train test reports the real problem
+        z = ",".join(f"{v:.2f}" for v in np.linspace(-1, 1, k))
+        then = {  # these need the trained model
+            "eval": ["eval", "v1", "--json"],
+            "score": ["score", "v1", "--dataset", "digits", "--json"],
+            "reconstruct": ["reconstruct", "v1", str(paths["png"]), "--out", str(paths["out"])],
+            "generate": ["generate", "v1", f"--z={z}", "--out", str(paths["out"] / "gen" / "g.png")],
+        }
+        futures.update({k: pool.submit(aecore_process, v, env) for k, v in then.items()})
+        out.update({name: f.result() for name, f in futures.items()})
     out["_k"] = k
     out["_z"] = z
     return out
@@ -149,7 +143,7 @@ def test_presets_lists_all_twelve(runs, capsys, tmp_path):
     assert r.returncode == 0, r.stderr
     for name in PRESETS:
         assert name in r.stdout
-    listed = ok_json(runs["presets_json"])
+    listed = ok_json(main_in_process(["presets", "--json"], capsys, tmp_path))
     assert [p["name"] for p in listed] == list(PRESETS)
     assert len(listed) == 12
 
@@ -202,9 +196,9 @@ def test_eval_json(runs):
     assert m["latent_dim"] == runs["_k"]
 
 
-def test_vae_eval_has_test_loss(runs):
+def test_vae_eval_has_test_loss(runs, paths, capsys):
     assert ok_json(runs["train_vae"])["status"] == "done"
-    m = ok_json(runs["eval_vae"])
+    m = ok_json(main_in_process(["eval", "vae1", "--json"], capsys, paths["store"]))
     assert isinstance(m["test_loss"], float)
     assert set(m["test_terms"]) == {"recon", "kl"}
 

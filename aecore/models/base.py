@@ -115,8 +115,8 @@ class Sparsity:
     rho: float = 0.05
 
     def __post_init__(self):
-        if self.l1 < 0 or self.kl < 0:
-            raise ConfigError("sparsity weights must be zero or positive.")
+        if not (0 <= self.l1 <= 1e6) or not (0 <= self.kl <= 1e6):  # also refuses NaN
+            raise ConfigError("sparsity weights must be numbers from 0 to 1e6.")
         if not (0 < self.rho < 1):
             raise ConfigError(f"sparsity target rho must be between 0 and 1, got {self.rho}.")
 
