@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,14 @@ class ModelStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _recover(self) -> None:
+        staging = self.root / ".staging"
+        if staging.is_dir():
+            # A save killed mid-write leaves its folder here; an hour is far longer than any save takes.
+            cutoff = time.time() - 3600
+            for leftover in staging.iterdir():
+                with contextlib.suppress(OSError):
+                    if leftover.stat().st_mtime < cutoff:
+                        shutil.rmtree(leftover, ignore_errors=True)
         trash = self.root / ".trash"
         if not trash.is_dir():
             return

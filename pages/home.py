@@ -16,7 +16,9 @@ st.caption("Train autoencoders live on your GPU or CPU, then explore what they l
 
 store = ModelStore()
 left, mid, right = st.columns(3)
-left.metric("Compute device", describe_device())
+kind, _, detail = describe_device().partition(": ")
+left.metric("Compute device", kind, help=detail)
+left.caption(detail)
 mid.metric("Presets", len(PRESETS))
 
 st.subheader("Quick start")

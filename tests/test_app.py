@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aecore.device import describe_device
+from aecore.presets import PRESETS
 from aecore.store import ModelStore
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -54,8 +55,12 @@ def test_home_page_runs_and_shows_the_device(app_store):
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == ["Autoencoder Studio"]
     m = metrics(at)
-    assert m["Compute device"] == describe_device()
-    assert m["Presets"] == "12"
+    device = describe_device()  # "CPU: 2 cores, ..." or "GPU: <name>"
+    kind, _, detail = device.partition(": ")
+    shown = [m["Compute device"], *(c.value for c in at.caption)]
+    assert m["Compute device"] in (device, kind)
+    assert any(detail in text for text in shown), shown
+    assert m["Presets"] == str(len(PRESETS))
     assert m["Saved models"] == str(len(ModelStore(app_store).names()))
     assert at.slider(key="home_epochs").value == 30
     assert not at.get("image")  # nothing trained yet: no reconstruction grid

@@ -27,8 +27,13 @@ def seed_shape(preset) -> tuple[int, ...]:
     return SEED_SHAPES[DATASETS[preset.dataset].kind]
 
 
-def test_there_are_twelve_presets_and_their_datasets_exist():
-    assert len(PRESETS) == 12
+# The seeds' experiments (SPEC.md, "Reference presets") and the manifold demo preset.
+REQUIRED = ["deep-dense", "seq2seq-lstm", "vae-mlp", "basic-softplus", "gaussian-noise", "sparse-kl", "vanilla",
+            "multilayer", "conv", "sparse-l1", "denoising-conv", "manifold-1d"]
+
+
+def test_the_twelve_required_presets_exist_and_their_datasets_too():
+    assert set(REQUIRED) <= set(PRESETS)
     for p in PRESETS.values():
         assert p.dataset in DATASETS
         assert DATASETS[p.dataset].kind in p.accepts  # a preset accepts its own seed's data

@@ -384,3 +384,19 @@ def test_two_threads_saving_one_name(store):
         got = outputs(store.load("shared"), x)
         assert any(torch.equal(got, outputs(tm, x)) for tm in candidates)
         assert store.names() == ["shared"]
+
+
+def test_leftovers_of_killed_saves_are_cleared_once_stale(tmp_path):
+    root = tmp_path / "store"
+    ModelStore(root).save("kept", make_tm(seed=0))
+    old = root / ".staging" / f"kept--{uuid.uuid4().hex}"
+    fresh = root / ".staging" / f"kept--{uuid.uuid4().hex}"  # possibly another process's save in progress
+    for d in (old, fresh):
+        d.mkdir(parents=True)
+        (d / "weights.safetensors").write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    reopened = ModelStore(root)
+    assert not old.exists()
+    assert fresh.exists()
+    assert reopened.names() == ["kept"]

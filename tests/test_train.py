@@ -102,7 +102,8 @@ def test_stop_from_another_thread(small):
     rec = Signal()
     box = {}
     worker = threading.Thread(target=lambda: box.setdefault(
-        "r", Trainer(cfg(epochs=100_000), [rec], stop_event=stop).fit(dense(), small, Normaliser("unit"))))
+        "r", Trainer(cfg(epochs=100_000), [rec], stop_event=stop).fit(dense(), small, Normaliser("unit"))),
+        daemon=True)  # a trainer that ignored the event must not keep pytest from exiting
     worker.start()
     assert started.wait(30)
     stop.set()
@@ -284,6 +285,7 @@ def test_bf16_trains_or_is_refused_with_a_reason(small):
     {"epochs": 0}, {"epochs": -1}, {"epochs": 2.5}, {"lr": -1.0}, {"lr": 0.0}, {"lr": float("nan")},
     {"lr": float("inf")}, {"batch_size": 0}, {"optimizer": "rmsprop"}, {"precision": "fp8"},
     {"early_stopping_patience": 0}, {"momentum": 1.0}, {"seed": -1}, {"lr_schedule": "step"},
+    {"min_delta": -1.0}, {"min_delta": float("nan")}, {"weight_decay": float("nan")},
 ], ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
 def test_train_config_refuses_bad_values(bad):
     with pytest.raises(ConfigError):
