@@ -216,7 +216,6 @@ class _Progress:
 
 def cmd_train(args) -> int:
     from aecore import distributed
-    from aecore.workflow import TrainRequest, train
 
     # Under torchrun: join the process group; every rank trains its shard, rank 0 alone saves and prints.
     dist_info, args.device = distributed.init_from_env(args.device)
