@@ -412,7 +412,8 @@ class Trainer:
                             last_snap = time.perf_counter()
                         self._emit("on_step_end", StepEvent(epoch, s + 1, steps, done_steps, loss_val,
                                                             dict(zip(names, vals)), ips, now - t0, eta, snap))
-                train_time += time.perf_counter() - te
+                epoch_train_s = time.perf_counter() - te
+                train_time += epoch_train_s
                 if status == "diverged" or (status == "stopped" and epoch_seen == 0):
                     break
                 train_terms = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
@@ -438,8 +439,7 @@ class Trainer:
                     bad_epochs += 1
                 ips = seen / max(train_time, 1e-9)
                 record = {"epoch": epoch, "train_loss": sum(train_terms.values()), "train_terms": train_terms,
-                          "val_loss": val_loss, "val_terms": val_terms, "images_per_s": epoch_seen / max(
-                              time.perf_counter() - te, 1e-9), "elapsed_s": time.perf_counter() - t0,
+                          "val_loss": val_loss, "val_terms": val_terms, "images_per_s": epoch_seen / max(epoch_train_s, 1e-9), "elapsed_s": time.perf_counter() - t0,
                           "partial": status == "stopped"}
                 history.append(record)
                 eta = (cfg.epochs - e - 1) * (time.perf_counter() - t0) / (e + 1)

@@ -25,12 +25,14 @@ torch's MKL picks its AVX2 kernels on non-Intel CPUs, while oneDNN uses whatever
 CPU has. On AMD Zen 4/5 (AVX-512) ../shared/notes/speed.md measured the forward GEMM at
 ~400 GFLOP/s through oneDNN against ~180 through MKL. Where the CPU has no AVX-512
 (AVX2 only, e.g. Zen 2/3) both libraries run AVX2 kernels and MKL is the faster of the
-two: on a 2-core Zen 3, bench/speed.py measured training with this switch at 0.95x (deep-dense),
-0.90x (vanilla) and 0.86x (vae-mlp) of stock fp32. On Intel CPUs MKL already uses AVX-512.
+two: on a 2-core Zen 3, bench/speed.py measured training with this switch at 0.81-0.94x of
+stock fp32 (deep-dense 0.90x, vanilla 0.91x, vae-mlp 0.94x on a quiet machine; 0.85-0.93x
+under contention; 0.81-0.90x with one thread). On Intel CPUs MKL already uses AVX-512.
 Whether the switch pays in training on an AVX-512 AMD CPU (speed.md's figure is a forward
-GEMM only) is what the bench's "fastpath" row shows there; it has not been measured yet. ``enable_fast_fp32`` therefore switches layers only where
-:func:`fast_fp32_support` says it pays (a non-Intel x86 CPU whose ATen capability is
-AVX-512), unless ``force=True`` (what the benchmark uses to measure it anywhere).
+GEMM only) has not been measured yet: the bench's "aecore+fastpath" row shows it there.
+``enable_fast_fp32`` therefore switches layers only where :func:`fast_fp32_support` says
+it may pay (a non-Intel x86 CPU whose ATen capability is AVX-512), unless ``force=True``
+(what the benchmark uses to measure it anywhere).
 
 The switch is undone by :func:`disable_fast_fp32`. It does not change what a saved model
 holds: the store saves the state_dict, whose keys and tensors are the same.
