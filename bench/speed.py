@@ -697,7 +697,7 @@ def gemm_rates(seconds: float, rounds: int) -> dict:
 
 
 def fastpath_numerics() -> dict:
-    """Gradients of one step with aecore.fastpath against stock fp32, both against fp64."""
+    """Gradients of one step with bench/fastpath.py against stock fp32, both against fp64."""
     import torch
 
     from fastpath import enable_fast_fp32
