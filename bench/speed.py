@@ -982,7 +982,7 @@ def render(res: dict) -> tuple[str, list[dict]]:
                              f"{v['gflops']:.0f}", " ".join(f"{x:.0f}" for x in samples)])
         out.append(table(rows, ["kernel", "GFLOP/s", "samples (start ... end)"]))
         out.append("mm fp32 = MKL sgemm (what nn.Linear uses); onednn fp32 = torch.ops.mkldnn._linear_pointwise "
-                   "(what aecore.fastpath uses); mm bf16 = what bf16 autocast uses.")
+                   "(what bench/fastpath.py uses); mm bf16 = what bf16 autocast uses.")
         out.append("")
 
     tr = res.get("training", {})
