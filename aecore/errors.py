@@ -21,6 +21,3 @@ class DataError(AecoreError, ValueError):
 class StoreError(AecoreError):
     """A model name, folder or file in the store that cannot be used."""
 
-
-class TrainingDiverged(AecoreError):
-    """The loss became NaN or infinite; the last good weights were kept."""
