@@ -49,8 +49,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, Path(__file__).resolve().parent):  # aecore, and bench/fastpath.py
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 # Before torch loads OpenMP (aecore sets the same): spinning threads collapse on a shared 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -261,7 +262,7 @@ class Ctx:
             if timer is not None:
                 timer.cancel()
         if fast:
-            from aecore.fastpath import disable_fast_fp32
+            from fastpath import disable_fast_fp32
 
             disable_fast_fp32(tm.model)
         if stop.is_set() and result.status in ("stopped", "done"):
@@ -282,7 +283,7 @@ def _enable_fast(model, mode: str) -> bool:
     if mode == "off":
         return False
     try:
-        from aecore.fastpath import enable_fast_fp32
+        from fastpath import enable_fast_fp32
 
         return bool(enable_fast_fp32(model))
     except Exception:  # noqa: BLE001 - an optional speed-up; training goes on without it
@@ -999,7 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-min", type=float, default=BUDGET_MIN,
                    help="training budget of each goal model in minutes (0: none); default 30")
     p.add_argument("--fast-fp32", choices=("auto", "off"), default="auto",
-                   help="oneDNN linear layers where aecore.fastpath says they pay (same fp32 numbers)")
+                   help="oneDNN linear layers where bench/fastpath.py says they pay (same fp32 numbers)")
     p.add_argument("--resume", action="store_true",
                    help="skip experiments already done in results.json; reuse stored models of the same recipe")
     p.add_argument("--fresh", action="store_true", help="start results.json from empty (default: merge rows)")

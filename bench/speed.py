@@ -699,8 +699,8 @@ def gemm_rates(seconds: float, rounds: int) -> dict:
 def fastpath_numerics() -> dict:
     """Gradients of one step with bench/fastpath.py against stock fp32, both against fp64."""
     import torch
-
     from fastpath import enable_fast_fp32
+
     from aecore.models import build_model
     from aecore.presets import PRESETS
 
@@ -781,9 +781,9 @@ def main(argv=None) -> int:
     first_round = 1 if q else 0  # round 0 is a warm-up round whose windows are not counted (full runs)
 
     import torch
+    from fastpath import fast_fp32_support
 
     from aecore.device import bf16_support
-    from fastpath import fast_fp32_support
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
