@@ -6,6 +6,7 @@ at a temporary folder for the whole session, and child processes inherit it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -24,17 +25,25 @@ SHARED_DATA = Path(os.environ.get("AECORE_TEST_DATA_DIR")
                    or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
+@contextlib.contextmanager
+def store_env(root: Path):
+    """Point AECORE_STORE at ``root`` for the duration, then restore what was there."""
+    old = os.environ.get("AECORE_STORE")
+    os.environ["AECORE_STORE"] = str(root)
+    try:
+        yield root
+    finally:
+        if old is None:
+            os.environ.pop("AECORE_STORE", None)
+        else:
+            os.environ["AECORE_STORE"] = old
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_store(tmp_path_factory):
     """Every ModelStore() without a root, in this process and in child processes, lands here."""
-    root = tmp_path_factory.mktemp("session_store")
-    old = os.environ.get("AECORE_STORE")
-    os.environ["AECORE_STORE"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("AECORE_STORE", None)
-    else:
-        os.environ["AECORE_STORE"] = old
+    with store_env(tmp_path_factory.mktemp("session_store")) as root:
+        yield root
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from conftest import store_env
 
 from aecore.device import describe_device
 from aecore.presets import PRESETS
@@ -18,14 +18,8 @@ DEMO = "demo-vanilla-digits"
 @pytest.fixture(scope="module")
 def app_store(tmp_path_factory):
     """A store of this module's own, empty at the start, where the page's ModelStore() lands."""
-    root = tmp_path_factory.mktemp("app_store")
-    old = os.environ.get("AECORE_STORE")
-    os.environ["AECORE_STORE"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("AECORE_STORE", None)
-    else:
-        os.environ["AECORE_STORE"] = old
+    with store_env(tmp_path_factory.mktemp("app_store")) as root:
+        yield root
 
 
 def new_app():
