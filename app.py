@@ -4,7 +4,24 @@ import streamlit as st
 
 st.set_page_config(page_title="Autoencoder Studio", page_icon="🧬", layout="wide")
 
-pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-]
+# st.navigation turns off the automatic pages/ discovery, so this list is the
+# whole app; pages/_common.py is a helper module, not a page.
+pages = {
+    "Start": [
+        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/train.py", title="Train", icon="🏋️"),
+        st.Page("pages/data.py", title="Data", icon="🗂️"),
+    ],
+    "Explore a model": [
+        st.Page("pages/reconstruct.py", title="Reconstruct", icon="🔁"),
+        st.Page("pages/latent.py", title="Latent space", icon="🌌"),
+        st.Page("pages/generate.py", title="Generate", icon="🎛️"),
+        st.Page("pages/weights.py", title="Weights", icon="🧩"),
+        st.Page("pages/anomalies.py", title="Anomalies", icon="🚨"),
+        st.Page("pages/sequences.py", title="Sequences", icon="🔤"),
+    ],
+    "Compare": [
+        st.Page("pages/compare.py", title="Compare", icon="📊"),
+    ],
+}
 st.navigation(pages).run()

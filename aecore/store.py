@@ -89,6 +89,7 @@ class ModelInfo:
     latent_dim: int | None = None
     metrics: dict = field(default_factory=dict)
     error: str | None = None
+    data_kind: str | None = None  # image, vector or sequence
 
 
 def _read_json(path: Path) -> object:
@@ -317,7 +318,7 @@ class ModelStore:
                 metrics = _read_json(self.path(name) / "metrics.json") if (self.path(name) / "metrics.json").exists() else {}
                 out.append(ModelInfo(name, True, cfg.get("preset"), cfg.get("dataset"), m.get("kind"),
                                      cfg.get("created"), m.get("latent_dim"),
-                                     metrics if isinstance(metrics, dict) else {}))
+                                     metrics if isinstance(metrics, dict) else {}, data_kind=cfg.get("data_kind")))
             except AecoreError as e:
                 out.append(ModelInfo(name, False, error=str(e)))
         return out

@@ -81,3 +81,61 @@ def run_python(args: list[str], env: dict | None = None, timeout: float = 120, c
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout, **kw)
+
+
+# --- the dashboard ---------------------------------------------------------------------
+APP = REPO / "app.py"
+
+# Tiny models every page test can explore: name -> (preset, dataset, epochs, limit, latent_dim).
+PAGE_MODELS = {
+    "ae-digits": ("vanilla", "digits", 30, None, 8),
+    "vae-digits": ("vae-mlp", "digits", 20, None, 2),
+    "conv-digits": ("conv-bce", "digits", 1, 400, None),
+    "line-1d": ("manifold-1d", "line2d", 5, None, None),
+    "helix-1d": ("manifold-1d", "helix3d", 5, None, None),
+    "seq-reverse": ("seq2seq-lstm", "reverse-seq", 1, 3000, None),
+}
+
+
+@pytest.fixture(scope="session")
+def page_store(tmp_path_factory):
+    """A store holding PAGE_MODELS, trained once per test session (a few seconds).
+
+    Tests that use it must not delete these models; use ``page_env`` to point
+    the app's ModelStore() here."""
+    from aecore.store import ModelStore
+    from aecore.workflow import TrainRequest, train
+
+    root = tmp_path_factory.mktemp("page_store")
+    store = ModelStore(root)
+    for name, (preset, dataset, epochs, limit, latent) in PAGE_MODELS.items():
+        tm, result, _ = train(TrainRequest(preset=preset, dataset=dataset, epochs=epochs, limit=limit,
+                                           latent_dim=latent, device="cpu"))
+        assert result.ok, (name, result.message)
+        store.save(name, tm)
+    return root
+
+
+@pytest.fixture
+def page_env(page_store):
+    """AECORE_STORE -> the page store for one test."""
+    with store_env(page_store) as root:
+        yield root
+
+
+def new_app(timeout: float = 60):
+    """An AppTest of the whole app (the entry point), as Streamlit's docs ask for multipage apps."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(APP), default_timeout=timeout)
+
+
+def open_page(page: str, timeout: float = 60, **session):
+    """Run the app, switch to ``pages/<page>.py``, with optional session_state values set first."""
+    at = new_app(timeout)
+    for k, v in session.items():
+        at.session_state[k] = v
+    at.run()
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    return at

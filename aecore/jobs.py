@@ -1,0 +1,329 @@
+"""Training jobs that outlive a web page: a process-wide registry of background runs.
+
+The dashboard starts a job and keeps only its id (in the URL), so a reload or a
+page switch finds the same run again. Each job trains in a plain daemon thread
+that knows nothing of any UI: it writes progress into the job under a lock, and
+readers take copies with :meth:`TrainingJob.view`. A device admits a limited
+number of jobs at once (one per GPU; ``cpu_slots`` on the CPU); a job that must
+wait says which job it waits for. Finished models go to the store.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aecore.device import pick_device
+from aecore.errors import AecoreError, ConfigError, StoreError
+from aecore.store import ModelStore, TrainedModel, validate_name
+from aecore.train import EpochEvent, Snapshot, StepEvent, TrainResult
+from aecore.workflow import TrainRequest
+
+ACTIVE = ("queued", "preparing", "running", "saving")
+# Steps kept for the live loss curve: older points are thinned (every other one
+# dropped) rather than the list growing without bound on a long run.
+MAX_STEP_POINTS = 2000
+
+
+@dataclass
+class JobView:
+    """A consistent copy of a job's progress, safe to read from any thread."""
+
+    id: str
+    name: str
+    status: str
+    message: str
+    preset: str
+    dataset: str
+    device: str
+    epochs: int
+    epoch: int  # epochs finished
+    step: int
+    steps_per_epoch: int
+    images_per_s: float
+    elapsed_s: float
+    eta_s: float | None
+    steps: list[dict]  # {"step", "epoch", "loss", **terms}
+    history: list[dict]  # one record per finished epoch (train/val loss and terms)
+    snapshot: Snapshot | None
+    saved_as: str | None
+    error: str | None
+    created: float
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def progress(self) -> float:
+        if self.epochs <= 0:
+            return 0.0
+        done = self.epoch + (self.step / self.steps_per_epoch if self.steps_per_epoch and self.status == "running"
+                             and self.step < self.steps_per_epoch else 0)
+        return float(min(max(done / self.epochs, 0.0), 1.0))
+
+
+@dataclass
+class TrainingJob:
+    id: str
+    request: TrainRequest
+    name: str
+    device: str
+    resume_from: str | None = None
+    overwrite: bool = False
+    store_root: str | None = None
+    snapshot_every_s: float = 1.0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    status: str = "queued"
+    message: str = "waiting to start."
+    epochs: int = 0
+    epoch: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    images_per_s: float = 0.0
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    steps: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+    saved_as: str | None = None
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    last_seen: float = field(default_factory=time.time)
+    result: TrainResult | None = None
+    _stride: int = 1
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    # --- reading -----------------------------------------------------------------------
+    def view(self) -> JobView:
+        with self._lock:
+            return JobView(self.id, self.name, self.status, self.message, self.request.preset,
+                           self.request.dataset or "", self.device, self.epochs, self.epoch, self.step,
+                           self.steps_per_epoch, self.images_per_s, self.elapsed_s, self.eta_s,
+                           list(self.steps), list(self.history), self.snapshot, self.saved_as, self.error,
+                           self.created)
+
+    def touch(self) -> None:
+        """A page looked at this job: it is not abandoned."""
+        self.last_seen = time.time()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.view().active
+
+    # --- trainer callbacks (called in the job's thread) ----------------------------------
+    def on_train_start(self, info: dict) -> None:
+        with self._lock:
+            self.status, self.message = "running", "training."
+
+    def on_step_end(self, ev: StepEvent) -> None:
+        with self._lock:
+            self.step, self.steps_per_epoch = ev.step, ev.steps_per_epoch
+            self.images_per_s, self.elapsed_s, self.eta_s = ev.images_per_s, ev.elapsed_s, ev.eta_s
+            if ev.global_step % self._stride == 0:
+                self.steps.append({"step": ev.global_step, "epoch": ev.epoch, "loss": ev.loss, **ev.terms})
+                if len(self.steps) > MAX_STEP_POINTS:
+                    self.steps = self.steps[::2]
+                    self._stride *= 2
+            if ev.snapshot is not None:
+                self.snapshot = ev.snapshot
+
+    def on_epoch_end(self, ev: EpochEvent) -> None:
+        with self._lock:
+            self.epoch, self.epochs = ev.epoch, ev.epochs
+            self.step = self.steps_per_epoch
+            self.history.append({"epoch": ev.epoch, "train_loss": ev.train_loss, "val_loss": ev.val_loss,
+                                 **{f"train_{k}": v for k, v in ev.train_terms.items()},
+                                 **{f"val_{k}": v for k, v in ev.val_terms.items()}})
+            self.images_per_s, self.elapsed_s, self.eta_s = ev.images_per_s, ev.elapsed_s, ev.eta_s
+            if ev.snapshot is not None:
+                self.snapshot = ev.snapshot
+
+    def _set(self, **kw) -> None:
+        with self._lock:
+            for k, v in kw.items():
+                setattr(self, k, v)
+
+    # --- the thread -------------------------------------------------------------------
+    def _run(self, registry: JobRegistry) -> None:
+        from aecore import workflow
+
+        try:
+            if not registry._acquire(self):
+                self._set(status="stopped", message="stopped before it started.", finished=time.time())
+                return
+            try:
+                self._set(status="preparing", message="loading the data and building the model.")
+                resume = None
+                store = ModelStore(self.store_root)
+                if self.resume_from:
+                    resume = store.load(self.resume_from, with_optimizer=True)
+                    self._set(epoch=len(resume.history))
+                tm, result, _ = workflow.train(self.request, callbacks=[self], stop_event=self.stop_event,
+                                               snapshot_every_s=self.snapshot_every_s, resume=resume)
+                self._set(result=result)
+                saved = None
+                if result.epochs_run > 0 and result.status != "failed":
+                    self._set(status="saving", message="saving the model.")
+                    saved = self._save(store, tm)
+                note = f" Saved as '{saved}'." if saved else " Nothing was saved (no finished epoch)."
+                self._set(status=result.status, message=result.message + note, saved_as=saved,
+                          finished=time.time())
+            finally:
+                registry._release(self)
+        except AecoreError as e:
+            self._set(status="failed", message=str(e), error=str(e), finished=time.time())
+        except Exception as e:  # a bug, not a user error: keep the trace for the page's details
+            self._set(status="failed", message=f"training failed: {type(e).__name__}: {e}",
+                      error=traceback.format_exc(), finished=time.time())
+
+    def _save(self, store: ModelStore, tm: TrainedModel) -> str:
+        name = self.name
+        if self.overwrite or self.resume_from == name:
+            store.save(name, tm, overwrite=True)
+            return name
+        # Another session may have taken the name while this one trained: keep both.
+        for i in range(1, 1000):
+            candidate = name if i == 1 else f"{name}-{i}"
+            try:
+                store.save(candidate, tm, overwrite=False)
+                return candidate
+            except StoreError:
+                if not store.exists(candidate):
+                    raise
+        raise StoreError(f"could not find a free name next to '{name}'.")
+
+
+class JobRegistry:
+    """Every training job of this process. Thread-safe; one instance per server.
+
+    ``abandon_after_s``: a running job that no page has looked at for this long
+    is stopped (its model is saved as far as it got). ``keep_finished_s``: how long
+    a finished job stays listed."""
+
+    def __init__(self, store_root: str | None = None, cpu_slots: int = 2, abandon_after_s: float = 1800.0,
+                 keep_finished_s: float = 6 * 3600.0):
+        if cpu_slots < 1:
+            raise ConfigError("cpu_slots must be at least 1.")
+        self.store_root = store_root
+        self.cpu_slots = cpu_slots
+        self.abandon_after_s = abandon_after_s
+        self.keep_finished_s = keep_finished_s
+        self._jobs: dict[str, TrainingJob] = {}
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._running: dict[str, list[str]] = {}  # device -> ids of jobs holding it
+
+    def capacity(self, device: str) -> int:
+        return self.cpu_slots if device == "cpu" else 1
+
+    def submit(self, request: TrainRequest, name: str, *, resume_from: str | None = None,
+               overwrite: bool = False, snapshot_every_s: float = 1.0, start: bool = True) -> TrainingJob:
+        """Check what can be checked at once (name, hyper-parameters, device), then
+        start the job's thread. Data loading errors arrive as a failed job."""
+        validate_name(name)
+        request.train_config()  # raises ConfigError on out-of-range hyper-parameters
+        device = str(pick_device(request.device))
+        store = ModelStore(self.store_root)
+        if resume_from is not None:
+            validate_name(resume_from)
+            if not store.exists(resume_from):
+                raise StoreError(f"there is no saved model named '{resume_from}' to continue.")
+        elif store.exists(name) and not overwrite:
+            raise StoreError(f"a model named '{name}' already exists: choose another name or allow overwriting.")
+        job = TrainingJob(uuid.uuid4().hex[:10], request, name, device, resume_from=resume_from,
+                          overwrite=overwrite, store_root=self.store_root, snapshot_every_s=snapshot_every_s,
+                          epochs=request.epochs or request.train_config().epochs)
+        self.cleanup()
+        with self._lock:
+            self._jobs[job.id] = job
+        if start:
+            job._thread = threading.Thread(target=job._run, args=(self,), name=f"aecore-job-{job.id}", daemon=True)
+            job._thread.start()
+        return job
+
+    def get(self, job_id: str | None) -> TrainingJob | None:
+        if not job_id:
+            return None
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[TrainingJob]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.created, reverse=True)
+
+    def active(self) -> list[TrainingJob]:
+        return [j for j in self.jobs() if j.view().active]
+
+    def stop_all(self, timeout: float = 30.0) -> None:
+        for j in self.jobs():
+            j.stop()
+        for j in self.jobs():
+            j.join(timeout)
+
+    def cleanup(self, now: float | None = None) -> list[str]:
+        """Stop abandoned jobs and forget long-finished ones; returns the ids forgotten."""
+        now = time.time() if now is None else now
+        gone = []
+        for j in self.jobs():
+            v = j.view()
+            if v.active and now - j.last_seen > self.abandon_after_s and not j.stop_event.is_set():
+                j.stop()
+            elif not v.active and j.finished is not None and now - j.finished > self.keep_finished_s:
+                gone.append(j.id)
+        with self._lock:
+            for i in gone:
+                self._jobs.pop(i, None)
+        return gone
+
+    # --- device slots ----------------------------------------------------------------
+    def _acquire(self, job: TrainingJob) -> bool:
+        with self._cond:
+            while True:
+                if job.stop_event.is_set():
+                    return False
+                holders = self._running.setdefault(job.device, [])
+                if len(holders) < self.capacity(job.device):
+                    holders.append(job.id)
+                    return True
+                names = ", ".join(f"'{self._jobs[i].name}'" for i in holders if i in self._jobs)
+                msg = (f"waiting: {job.device} is busy with {names}; at most {self.capacity(job.device)} "
+                       f"job(s) train on it at a time. It starts when one finishes.")
+                with job._lock:
+                    job.status, job.message = "queued", msg
+                self._cond.wait(0.5)
+
+    def _release(self, job: TrainingJob) -> None:
+        with self._cond:
+            holders = self._running.get(job.device, [])
+            if job.id in holders:
+                holders.remove(job.id)
+            self._cond.notify_all()
+
+
+def default_name(preset: str, dataset: str) -> str:
+    """A model name that says what it is and does not collide: preset-dataset-HHMMSS."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{preset}-{dataset}").strip("-.")[:60] or "model"
+    return f"{base}-{time.strftime('%H%M%S')}"
+
+
+def step_frame(view: JobView) -> dict[str, np.ndarray]:
+    """Columns for the live loss chart: step and every loss term, NaN where absent."""
+    keys = sorted({k for s in view.steps for k in s} - {"step", "epoch"})
+    return {"step": np.array([s["step"] for s in view.steps]),
+            **{k: np.array([s.get(k, np.nan) for s in view.steps], dtype=float) for k in keys}}
+
+
+__all__ = ["JobRegistry", "TrainingJob", "JobView", "default_name", "step_frame", "ACTIVE"]

@@ -1,0 +1,142 @@
+"""What every page shares: the job registry, cached models and datasets, the
+model picker and error display. Not a page itself (app.py lists the pages)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from aecore.data import DATASETS, DataBundle, load_dataset
+from aecore.errors import AecoreError
+from aecore.images import to_png_array
+from aecore.jobs import JobRegistry
+from aecore.store import ModelStore, TrainedModel
+
+# Where the dashboard reads MNIST-like files: AECORE_DATA_DIR, else aecore's default.
+DATA_DIR = os.environ.get("AECORE_DATA_DIR") or None
+MODEL_KEY = "model_name"  # the model chosen on one page stays chosen on the others
+
+
+@st.cache_resource
+def registry() -> JobRegistry:
+    """One registry per server process: every session sees every job."""
+    return JobRegistry()
+
+
+def store() -> ModelStore:
+    return ModelStore()
+
+
+def _weights_stamp(name: str) -> float:
+    p = store().path(name) / "weights.safetensors"
+    return p.stat().st_mtime_ns if p.exists() else 0.0
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load_model(name: str, stamp: float, root: str) -> TrainedModel:
+    tm = ModelStore(root).load(name, device="cpu")
+    tm.model.eval()
+    return tm
+
+
+def load_model(name: str) -> TrainedModel:
+    """A saved model on the CPU, cached until its weights file changes (e.g. after 'continue training')."""
+    return _load_model(name, _weights_stamp(name), str(store().root))
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the dataset...")
+def _load_bundle(name: str, data_dir: str | None) -> DataBundle:
+    return load_dataset(name, data_dir)
+
+
+def load_bundle(name: str) -> DataBundle:
+    return _load_bundle(name, DATA_DIR)
+
+
+def available_datasets(kind: str | None = None) -> list[str]:
+    """Registered datasets whose files are present (built-ins always are)."""
+    return [n for n, d in DATASETS.items() if d.available(DATA_DIR) and (kind is None or d.kind == kind)]
+
+
+def show_error(e: Exception, what: str = "") -> None:
+    """A user's mistake as one clear message; never a stack trace."""
+    prefix = f"{what}: " if what else ""
+    if isinstance(e, AecoreError):
+        st.error(prefix + str(e), icon="⚠️")
+    else:
+        st.error(f"{prefix}{type(e).__name__}: {e}", icon="⚠️")
+
+
+def pick_model(kind: str | tuple[str, ...] | None = None, key: str = MODEL_KEY,
+               label: str = "Model") -> TrainedModel | None:
+    """A selectbox over the saved models (optionally of one data kind: image,
+    vector, sequence). Shows what to do and returns None when there is none."""
+    kinds = (kind,) if isinstance(kind, str) else kind
+    infos = [i for i in store().list() if i.ok]
+    names = [i.name for i in infos if kinds is None or _info_kind(i) in kinds]
+    if not names:
+        what = f" of {' or '.join(kinds)} data" if kinds else ""
+        st.info(f"No saved model{what} yet. Train one on the Train page first "
+                "(or from the command line: `python -m aecore train --preset vanilla --dataset digits`).",
+                icon="ℹ️")
+        st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+        return None
+    current = st.session_state.get(key)
+    index = names.index(current) if current in names else 0
+    name = st.selectbox(label, names, index=index, key=f"_pick_{key}")
+    st.session_state[key] = name
+    try:
+        tm = load_model(name)
+    except AecoreError as e:
+        show_error(e, f"cannot load '{name}'")
+        return None
+    st.caption(model_caption(tm))
+    return tm
+
+
+def _info_kind(info) -> str:
+    if info.data_kind:
+        return info.data_kind
+    spec = DATASETS.get(info.dataset or "")
+    return spec.kind if spec is not None else "image"
+
+
+def model_caption(tm: TrainedModel) -> str:
+    m, meta = tm.metrics, tm.meta
+    parts = [f"preset {meta.get('preset', '?')}", f"dataset {meta.get('dataset', '?')}",
+             f"{tm.model.config.kind}", f"code size {tm.model.latent_dim}", f"{len(tm.history)} epoch(s)"]
+    if m.get("test_mse") is not None:
+        parts.append(f"test MSE {m['test_mse']:.4f}")
+    return " · ".join(parts)
+
+
+def model_bundle(tm: TrainedModel) -> DataBundle | None:
+    """The dataset a model was trained on, or a message when it is not here."""
+    name = tm.meta.get("dataset")
+    try:
+        return load_bundle(name)
+    except AecoreError as e:
+        show_error(e, f"the dataset '{name}' of this model is not available")
+        return None
+
+
+def show_images(images: np.ndarray, captions: list[str] | None = None, scale: int = 3, width: int | str = "content",
+                columns: int | None = None) -> None:
+    """Show (N, C, H, W) or (N, H, W) images in [0, 1], enlarged with nearest-neighbour pixels."""
+    imgs = [to_png_array(np.asarray(im), scale) for im in images]
+    if columns:
+        cols = st.columns(columns)
+        for i, im in enumerate(imgs):
+            cols[i % columns].image(im, caption=None if captions is None else captions[i])
+    else:
+        st.image(imgs, caption=captions, width=width)
+
+
+def show_grid(grid: np.ndarray, caption: str | None = None, scale: int = 3, width: int | str = "content") -> None:
+    st.image(to_png_array(grid, scale), caption=caption, width=width)
+
+
+ROOT = Path(__file__).resolve().parents[1]
