@@ -197,5 +197,16 @@ def evaluate(tm: TrainedModel, bundle: DataBundle, split: str = "test", pca_item
     return out
 
 
+def resume_request(tm: TrainedModel, epochs: int, lr: float | None = None, device: str = "auto",
+                   data_dir: str | None = None) -> TrainRequest:
+    """The request that continues a saved model for ``epochs`` more epochs on its own dataset."""
+    preset = str(tm.meta.get("preset") or "")
+    if preset.startswith("custom (") and preset.endswith(")"):
+        preset = preset[len("custom ("):-1]  # a custom model keeps the preset it started from
+    get_preset(preset)  # a clear error for a model from an unknown preset
+    return TrainRequest(preset=preset, dataset=tm.meta.get("dataset"), epochs=epochs, lr=lr, device=device,
+                        seed=int(tm.meta.get("seed", 0)), data_dir=data_dir, limit=tm.meta.get("limit"))
+
+
 def dataset_names() -> list[str]:
     return list(DATASETS)
