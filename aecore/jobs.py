@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aecore.device import pick_device
+from aecore.device import bf16_support, pick_device
 from aecore.errors import AecoreError, ConfigError, StoreError
 from aecore.store import ModelStore, TrainedModel, validate_name
 from aecore.train import EpochEvent, Snapshot, StepEvent, TrainResult
@@ -234,8 +234,12 @@ class JobRegistry:
         """Check what can be checked at once (name, hyper-parameters, device), then
         start the job's thread. Data loading errors arrive as a failed job."""
         validate_name(name)
-        request.train_config()  # raises ConfigError on out-of-range hyper-parameters
+        train_cfg = request.train_config()  # raises ConfigError on out-of-range hyper-parameters
         device = str(pick_device(request.device))
+        if train_cfg.precision == "bf16":
+            ok, why = bf16_support(pick_device(request.device))
+            if not ok:
+                raise ConfigError(f"bf16 precision is refused: {why}. Use precision fp32.")
         store = ModelStore(self.store_root)
         if resume_from is not None:
             validate_name(resume_from)
@@ -315,7 +319,7 @@ class JobRegistry:
 
 def default_name(preset: str, dataset: str) -> str:
     """A model name that says what it is and does not collide: preset-dataset-HHMMSS."""
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{preset}-{dataset}").strip("-.")[:60] or "model"
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{preset}-{dataset}").strip("-")[:60] or "model"
     return f"{base}-{time.strftime('%H%M%S')}"
 
 

@@ -1,0 +1,156 @@
+"""The job registry the dashboard trains through: runs, queues, stops, saves."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from aecore.errors import ConfigError, StoreError
+from aecore.jobs import JobRegistry, default_name, step_frame
+from aecore.store import ModelStore
+from aecore.workflow import TrainRequest
+
+
+def req(epochs=2, **kw) -> TrainRequest:
+    return TrainRequest(preset="vanilla", dataset="digits", epochs=epochs, latent_dim=kw.pop("latent_dim", 8),
+                        device="cpu", **kw)
+
+
+@pytest.fixture
+def reg(tmp_path):
+    return JobRegistry(store_root=str(tmp_path / "store"))
+
+
+def test_a_job_trains_reports_progress_and_saves(reg, tmp_path):
+    job = reg.submit(req(3), "first", snapshot_every_s=0.0)
+    assert job.join(60)
+    v = job.view()
+    assert v.status == "done", v.message
+    assert (v.epoch, v.epochs) == (3, 3)
+    assert [h["epoch"] for h in v.history] == [1, 2, 3]
+    assert all(h["val_loss"] is not None for h in v.history)
+    steps = [s["step"] for s in v.steps]
+    assert steps == sorted(steps) and len(steps) >= 3
+    assert v.snapshot is not None and v.snapshot.reconstructions.shape == v.snapshot.originals.shape
+    assert v.saved_as == "first" and "Saved as 'first'" in v.message
+    tm = ModelStore(tmp_path / "store").load("first")
+    assert len(tm.history) == 3 and tm.metrics["test_mse"] > 0
+    assert v.progress == 1.0
+    frame = step_frame(v)
+    assert len(frame["step"]) == len(v.steps) and "loss" in frame
+
+
+def test_one_slot_makes_the_second_job_wait_and_say_for_whom(tmp_path):
+    reg = JobRegistry(store_root=str(tmp_path), cpu_slots=1)
+    a = reg.submit(req(30), "a")
+    b = reg.submit(req(1), "b")
+    deadline = time.time() + 30
+    while b.view().status != "queued" and time.time() < deadline:
+        time.sleep(0.02)
+    vb = b.view()
+    assert vb.status == "queued" and "'a'" in vb.message and "cpu" in vb.message, vb.message
+    assert a.view().status in ("preparing", "running")
+    a.stop()
+    assert a.join(60) and b.join(60)
+    assert a.view().status == "stopped" and b.view().status == "done"
+    assert ModelStore(tmp_path).exists("b")
+
+
+def test_a_stop_while_queued_never_starts(tmp_path):
+    reg = JobRegistry(store_root=str(tmp_path), cpu_slots=1)
+    a = reg.submit(req(30), "a")
+    b = reg.submit(req(1), "b")
+    b.stop()
+    a.stop()
+    assert a.join(60) and b.join(60)
+    assert b.view().status == "stopped" and "before it started" in b.view().message
+    assert not ModelStore(tmp_path).exists("b")
+
+
+def test_stop_ends_within_moments_and_keeps_what_was_learnt(reg, tmp_path):
+    job = reg.submit(req(10_000), "long")
+    while job.view().status != "running":
+        time.sleep(0.01)
+    time.sleep(0.3)
+    t = time.perf_counter()
+    job.stop()
+    assert job.join(30)
+    assert time.perf_counter() - t < 10
+    v = job.view()
+    assert v.status == "stopped" and v.saved_as == "long"
+    assert ModelStore(tmp_path / "store").load("long").meta["status"] == "stopped"
+
+
+def test_bad_choices_are_refused_before_a_thread_starts(reg):
+    before = threading.active_count()
+    with pytest.raises(ConfigError, match="learning rate"):
+        reg.submit(req(lr=-1.0), "x")
+    with pytest.raises(StoreError, match="invalid model name"):
+        reg.submit(req(), "../escape")
+    assert reg.jobs() == [] and threading.active_count() == before
+
+
+def test_an_existing_name_is_refused_unless_overwriting(reg):
+    assert reg.submit(req(1), "same").join(60)
+    with pytest.raises(StoreError, match="already exists"):
+        reg.submit(req(1), "same")
+    again = reg.submit(req(1), "same", overwrite=True)
+    assert again.join(60) and again.view().saved_as == "same"
+
+
+def test_two_runs_racing_for_one_name_keep_both_models(reg, tmp_path):
+    a = reg.submit(req(1), "race")
+    b = reg.submit(req(1), "race")  # both pass the check: neither has saved yet
+    assert a.join(60) and b.join(60)
+    saved = sorted([a.view().saved_as, b.view().saved_as])
+    assert saved == ["race", "race-2"]
+    assert set(ModelStore(tmp_path / "store").names()) >= {"race", "race-2"}
+
+
+def test_a_data_error_ends_the_job_with_the_message(reg, tmp_path):
+    job = reg.submit(TrainRequest(preset="vanilla", dataset="mnist", epochs=1, device="cpu",
+                                  data_dir=str(tmp_path / "no-data")), "nodata")
+    assert job.join(30)
+    v = job.view()
+    assert v.status == "failed" and "mnist" in v.message.lower() and "Traceback" not in v.message
+
+
+def test_a_diverging_run_says_so(reg):
+    job = reg.submit(TrainRequest(preset="basic-softplus", dataset="digits", epochs=3, lr=100.0, device="cpu",
+                                  optimizer="sgd"), "boom")
+    assert job.join(60)
+    v = job.view()
+    assert v.status == "diverged" and "diverged" in v.message and "learning rate" in v.message
+
+
+def test_continue_training_adds_epochs_to_the_same_model(reg, tmp_path):
+    assert reg.submit(req(2), "cont").join(60)
+    job = reg.submit(req(3), "cont", resume_from="cont")
+    assert job.join(60), job.view().message
+    assert job.view().status == "done"
+    assert len(ModelStore(tmp_path / "store").load("cont").history) == 5
+    with pytest.raises(StoreError, match="no saved model"):
+        reg.submit(req(1), "ghost", resume_from="ghost")
+
+
+def test_abandoned_runs_stop_and_old_ones_are_forgotten(tmp_path):
+    reg = JobRegistry(store_root=str(tmp_path), abandon_after_s=0.5, keep_finished_s=1.0)
+    job = reg.submit(req(10_000), "orphan")
+    while job.view().status != "running":
+        time.sleep(0.01)
+    job.touch()
+    reg.cleanup()
+    assert job.view().active  # seen just now
+    assert reg.cleanup(now=time.time() + 5) == []
+    assert job.join(30) and job.view().status == "stopped"
+    assert reg.cleanup(now=time.time() + 5) == [job.id]
+    assert reg.get(job.id) is None
+
+
+def test_default_names_are_valid_store_names():
+    from aecore.store import validate_name
+
+    for preset, ds in [("vanilla", "digits"), ("conv", "csv:/tmp/my data.csv"), ("x", "images:../a/b.zip")]:
+        validate_name(default_name(preset, ds))

@@ -1,0 +1,148 @@
+"""The Train page through AppTest: start a run, watch it finish, find it again by URL,
+design a model, continue a saved one, and get clear messages for bad choices."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import new_app, open_page, store_env
+
+from aecore.store import ModelStore
+
+
+@pytest.fixture
+def empty_store(tmp_path):
+    with store_env(tmp_path / "store") as root:
+        yield root
+
+
+def wait_done(at, timeout=90.0):
+    """run_every does not fire in AppTest: rerun until the progress says the run ended."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        text = at.get("progress")[0].proto.text if at.get("progress") else ""
+        if text.split(":")[0] in ("done", "stopped", "diverged", "failed", "early_stopped"):
+            return text
+        time.sleep(0.3)
+    raise AssertionError(f"the run did not end in {timeout} s: {text!r}")
+
+
+def start(at, preset="vanilla", epochs=2, name=None):
+    at.selectbox(key="tr_preset").set_value(preset).run()
+    at.number_input(key="tr_epochs").set_value(epochs)
+    if name:
+        at.text_input(key=f"tr_name_{preset}_digits").set_value(name)
+    at.run()
+    at.button(key="tr_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_page_renders_with_presets_and_built_in_datasets(empty_store):
+    at = open_page("train")
+    assert not at.exception
+    assert any(o.startswith("vanilla ") for o in at.selectbox(key="tr_preset").options)
+    at.selectbox(key="tr_preset").set_value("vanilla").run()
+    ds = at.selectbox(key="tr_dataset_vanilla")
+    assert "digits" in ds.options and ds.value in ds.options
+    assert not at.button(key="tr_start").disabled and at.button(key="tr_stop").disabled
+    assert any("No run selected" in i.value for i in at.info)
+
+
+def test_train_to_completion_saves_the_model_and_the_url_finds_the_run(empty_store):
+    at = start(open_page("train"), epochs=3, name="page-run")
+    job_id = at.query_params["job"]
+    assert job_id and at.session_state["tr_job"] == job_id
+    assert at.button(key="tr_start").disabled  # one run per form at a time
+    text = wait_done(at)
+    assert text == "done: epoch 3/3"
+    assert any("Saved as 'page-run'" in s.value for s in at.success)
+    tm = ModelStore(empty_store).load("page-run")
+    assert len(tm.history) == 3
+    labels = {m.label: m.value for m in at.metric}
+    assert float(labels["Train loss"]) > 0 and labels["Images/s"] != "0"
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "train loss (epoch)" in spec and "validation loss" in spec
+    assert at.get("image"), "the reconstruction grid is missing"
+    assert not at.button(key="tr_start").disabled  # the form is back
+
+    # A fresh session (a reload) with the run id in the URL shows the same run.
+    again = new_app()
+    again.query_params["job"] = job_id
+    again.run()
+    again.switch_page("pages/train.py")
+    again.query_params["job"] = job_id
+    again.run()
+    assert not again.exception
+    assert again.get("progress")[0].proto.text == "done: epoch 3/3"
+    assert any("page-run" in s.value for s in again.subheader)
+
+
+def test_an_unknown_run_id_in_the_url_is_explained(empty_store):
+    at = new_app()
+    at.run()
+    at.switch_page("pages/train.py")
+    at.query_params["job"] = "doesnotexist"
+    at.run()
+    assert not at.exception
+    assert any("not known to this server" in w.value for w in at.warning)
+
+
+def test_stop_ends_a_run_early(empty_store):
+    at = start(open_page("train"), epochs=5000, name="to-stop")
+    time.sleep(1.0)
+    at.run()
+    assert not at.button(key="tr_stop").disabled
+    at.button(key="tr_stop").click().run()
+    assert wait_done(at).startswith("stopped")
+
+
+def test_bad_choices_get_a_message_and_start_nothing(empty_store):
+    at = open_page("train")
+    at.selectbox(key="tr_preset").set_value("vanilla").run()
+    at.text_input(key="tr_name_vanilla_digits").set_value("../../etc").run()
+    at.button(key="tr_start").click().run()
+    assert not at.exception
+    assert any("invalid model name" in e.value for e in at.error)
+    assert "job" not in at.query_params
+    at.text_input(key="tr_name_vanilla_digits").set_value("ok-name")
+    at.selectbox(key="tr_precision").set_value("bf16").run()
+    from aecore.device import bf16_support, pick_device
+
+    if not bf16_support(pick_device("cpu"))[0]:
+        at.button(key="tr_start").click().run()
+        assert any("bf16 precision is refused" in e.value for e in at.error)
+
+
+def test_design_your_own_architecture(empty_store):
+    at = open_page("train")
+    at.selectbox(key="tr_preset").set_value("vanilla").run()
+    at.toggle(key="tr_custom").set_value(True).run()
+    hidden = "tr_m_vanilla_digits_dense_hidden"
+    at.text_input(key=hidden).set_value("32, x").run()
+    assert any("whole numbers" in e.value for e in at.error)
+    assert at.button(key="tr_start").disabled
+    at.text_input(key=hidden).set_value("48").run()
+    at.selectbox(key="tr_m_vanilla_digits_dense_loss.recon").set_value("bce")
+    at.number_input(key="tr_m_vanilla_digits_dense_corruption.level").set_value(0.2)
+    at.selectbox(key="tr_m_vanilla_digits_dense_corruption.kind").set_value("mask").run()
+    assert any("parameters" in c.value for c in at.caption)
+    start(at, epochs=2, name="mine")
+    assert wait_done(at) == "done: epoch 2/2"
+    cfg = ModelStore(empty_store).read_config("mine")["model"]
+    assert cfg["hidden"] == [48] and cfg["loss"]["recon"] == "bce"
+    assert cfg["corruption"] == {"kind": "mask", "level": 0.2, "clip": False}
+
+
+def test_continue_a_saved_model(empty_store):
+    at = start(open_page("train"), epochs=2, name="grow")
+    wait_done(at)
+    at.radio(key="tr_mode").set_value("Continue a saved model").run()
+    at.selectbox(key="tr_resume").set_value("grow")
+    at.number_input(key="tr_more").set_value(2).run()
+    at.button(key="tr_start").click().run()
+    assert wait_done(at) == "done: epoch 4/4"
+    assert len(ModelStore(empty_store).load("grow").history) == 4
