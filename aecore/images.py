@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from aecore.data.raw import image_to_array, open_image
-from aecore.errors import DataError
+from aecore.errors import ConfigError, DataError
 
 
 @dataclass
@@ -66,6 +66,21 @@ def prepare_image(source: bytes | str | os.PathLike | Image.Image, sample_shape:
         steps.append("inverted (dark on light -> light on dark, like the training data)"
                      if invert == "auto" else "inverted")
     return PreparedImage(np.ascontiguousarray(arr, dtype=np.float32), steps, original)
+
+
+def add_noise(x: np.ndarray, std: float, seed: int = 0) -> np.ndarray:
+    """Additive Gaussian corruption, ``clip(x + std·N(0, 1), 0, 1)``, as float32
+    shaped like ``x`` (images in [0, 1]; uint8 is divided by 255).
+
+    The noise depends on ``seed`` and the shape only, so a page that reruns
+    shows the same noisy pictures, and a larger ``std`` scales the same pattern."""
+    std = float(std)
+    if not (np.isfinite(std) and std >= 0):
+        raise ConfigError(f"the noise level must be a finite number >= 0; got {std}.")
+    x = np.asarray(x)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+    noise = np.random.default_rng(seed).standard_normal(x.shape, dtype=np.float32)
+    return np.clip(x + np.float32(std) * noise, 0.0, 1.0)
 
 
 def dataset_has_dark_background(x: np.ndarray) -> bool:
