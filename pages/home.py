@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from aecore import analysis
-from aecore.data import DATASETS
+from aecore.data import DATASETS, resolve_data_dir
 from aecore.device import describe_device
 from aecore.errors import AecoreError
 from aecore.presets import PRESETS
@@ -54,6 +54,31 @@ if "home_result" in st.session_state:
     st.image(analysis.recon_grid(originals, analysis.reconstruct(tm, originals), n=12),
              caption="test originals (top) over reconstructions (bottom)", width=600)
 
+st.subheader("What you can do")
+tour = [("pages/train.py", "🏋️ Train", "a preset or your own design, live curves, stop, continue"),
+        ("pages/reconstruct.py", "🔁 Reconstruct", "test images, your uploads, denoising, drawing"),
+        ("pages/latent.py", "🌌 Latent space", "codes coloured by label; click a point to decode it"),
+        ("pages/generate.py", "🎛️ Generate", "latent sliders, interpolation, grids, VAE samples"),
+        ("pages/weights.py", "🧩 Weights", "first-layer features and convolution filters"),
+        ("pages/anomalies.py", "🚨 Anomalies", "reconstruction error as an anomaly score"),
+        ("pages/sequences.py", "🔤 Sequences", "the LSTM sequence autoencoder"),
+        ("pages/compare.py", "📊 Compare", "loss curves and test metrics beside PCA"),
+        ("pages/data.py", "🗂️ Data", "browse datasets; manifold demos in 2-D and 3-D")]
+cols = st.columns(3)
+for i, (page, label, what) in enumerate(tour):
+    with cols[i % 3]:
+        st.page_link(page, label=label)
+        st.caption(what)
+
+from pages._common import registry  # noqa: E402  (after the page's own widgets: it is cached per process)
+
+active = [j.view() for j in registry().jobs() if j.view().active]
+if active:
+    st.subheader("Training now")
+    for v in active:
+        st.page_link("pages/train.py", label=f"{v.name}: {v.status}, epoch {v.epoch}/{v.epochs}",
+                     query_params={"job": v.id}, icon="🔄")
+
 st.subheader("Presets")
 st.dataframe(pd.DataFrame([{"preset": p.name, "seed": p.seed or "-", "dataset": p.dataset, "model": p.summary}
                            for p in PRESETS.values()]), hide_index=True, width="stretch")
@@ -61,6 +86,8 @@ st.subheader("Datasets")
 st.dataframe(pd.DataFrame([{"dataset": d.name, "kind": d.kind, "available": d.available(),
                             "description": d.description} for d in DATASETS.values()]),
              hide_index=True, width="stretch")
+st.caption(f"MNIST, Fashion-MNIST and KMNIST are read from `{resolve_data_dir().resolve()}` "
+           "(set AECORE_DATA_DIR to use another folder) in torchvision's layout `<Name>/raw/*-ubyte.gz`.")
 st.subheader("Saved models")
 infos = store.list()
 if infos:
