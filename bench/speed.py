@@ -58,6 +58,7 @@ GOAL_VS_PYTHAE = 1.5
 GOAL_MM_SHARE = 0.90
 GOAL_DECODE_MS = 2.0
 GOAL_QUALITY = 1.02
+GOAL_DASHBOARD = 0.90
 
 # ---------------------------------------------------------------------------------------------
 # Shared helpers (main process and workers)
@@ -197,6 +198,7 @@ def cpu_info() -> dict:
 
 VARIANTS = {
     "aecore": "aecore Trainer, CLI defaults (fp32)",
+    "aecore-dashboard": "aecore Trainer as the dashboard runs it (job thread, live snapshots, Train page polled)",
     "aecore-bf16": "aecore Trainer, precision=bf16",
     "aecore-fastpath": "aecore Trainer, fp32 + fastpath (oneDNN linear)",
     "aecore-ompdefault": "aecore Trainer, CLI defaults, but torch loaded before aecore: OpenMP's default wait policy",
@@ -355,6 +357,8 @@ class Worker:
 
     # -- timed windows -------------------------------------------------------------------------
     def window(self, seconds: float, warm: int, min_steps: int) -> dict:
+        if self.variant == "aecore-dashboard":
+            return self._dashboard_window(seconds, warm, min_steps)
         if self.variant.startswith("aecore"):
             return self._trainer_window(seconds, warm, min_steps)
         if self.base == "pythae":
@@ -380,6 +384,50 @@ class Worker:
             if cb.done or res.status in ("diverged", "failed"):
                 break
         return {"images": cb.images, "seconds": cb.t, "steps": cb.steps, "status": statuses[-1]}
+
+    def _dashboard_window(self, seconds, warm, min_steps):
+        """The dashboard's path: the Trainer in a job thread (TrainingJob's callbacks, a snapshot
+        every poll interval), while this thread runs the Train page attached to the job once per
+        poll interval through Streamlit's AppTest. AppTest reruns the whole page where the browser
+        reruns only the live fragment, so this charges the dashboard more than it costs."""
+        import threading
+
+        from aecore.jobs import TrainingJob
+        from aecore.train import Trainer
+        from aecore.workflow import TrainRequest
+
+        s = self.s
+        cfg = dataclasses.replace(s["cfg"], epochs=100_000)
+        n_train = len(s["bundle"].train)
+        bs = min(cfg.batch_size, n_train)
+        stop = threading.Event()
+        poll_s = _train_page_poll_s()
+        seconds = max(seconds, 4 * poll_s)  # a window sees several page polls and snapshots
+        cb = _TrainerWindow(stop, seconds, warm, min_steps, n_train, bs, cfg.drop_last)
+        job = TrainingJob(f"bench-{s['preset']}", TrainRequest(preset=s["preset"], dataset="synthetic"),
+                          f"bench-{s['preset']}", "cpu", stop_event=stop, epochs=cfg.epochs)
+        at = _train_page_for(job)
+        status = {}
+
+        def run():
+            for _ in range(50):
+                res = Trainer(cfg, [job, cb], stop_event=stop, snapshot_every_s=poll_s).fit(
+                    s["model"], s["bundle"], s["normaliser"])
+                status["last"] = res.status
+                if cb.done or res.status in ("diverged", "failed"):
+                    break
+
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        polls, errors = 0, []
+        while th.is_alive():
+            t0 = time.perf_counter()
+            at.run()
+            polls += 1
+            errors += [e.value for e in at.exception]
+            th.join(max(0.0, poll_s - (time.perf_counter() - t0)))
+        return {"images": cb.images, "seconds": cb.t, "steps": cb.steps, "status": status.get("last"),
+                "page_polls": polls, "page_errors": errors[:3]}
 
     def _loop_window(self, seconds, warm, min_steps):
         s = self.s
@@ -560,6 +608,28 @@ class Worker:
         return gemm_rates(seconds, rounds)
 
 
+def _train_page_poll_s() -> float:
+    from aecore.jobs import LIVE_POLL_S
+
+    return LIVE_POLL_S
+
+
+def _train_page_for(job):
+    """An AppTest of the dashboard on the Train page, attached to ``job`` by its id in the URL,
+    as a browser that started the job sees it."""
+    from streamlit.testing.v1 import AppTest
+
+    import pages._common as common
+
+    common.registry()._jobs[job.id] = job  # the page's registry: cache_resource is process-wide
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/train.py")
+    at.query_params["job"] = job.id
+    at.run()
+    return at
+
+
 def worker_main(conn, variants: list[str], threads: int, aecore_first: bool) -> None:
     try:
         if aecore_first:
@@ -584,7 +654,7 @@ def worker_main(conn, variants: list[str], threads: int, aecore_first: bool) -> 
 # Which variants share a process. aecore's variants share one (they are all aecore, malloc
 # tuning and denormal flushing included); the plain-PyTorch baselines share another that never
 # runs aecore's Trainer; pythae has its own.
-PROCESS_GROUPS = {"aecore": ("aecore", "aecore-bf16", "aecore-fastpath"), "aecore-ompdefault": ("aecore-ompdefault",),
+PROCESS_GROUPS = {"aecore": ("aecore", "aecore-dashboard", "aecore-bf16", "aecore-fastpath"), "aecore-ompdefault": ("aecore-ompdefault",),
                   "baselines": ("seeds", "pythae"),
                   "baselines-passive": ("seeds-passive", "tensords", "pythae-passive")}
 # aecore/__init__.py sets OMP_WAIT_POLICY=PASSIVE (unless the user set it) before torch loads
@@ -760,7 +830,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quality-epochs", type=int, help="epochs of the test-loss comparison (default 2; quick 1)")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
                     help="folder with MNIST/raw and FashionMNIST/raw for the quality check")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["train", "pythae", "latency", "quality", "gemm"],
+    ap.add_argument("--skip", nargs="*", default=[], choices=["train", "pythae", "latency", "quality", "gemm", "dashboard"],
                     help="sections to leave out (development only)")
     ap.add_argument("--no-ompdefault", action="store_true",
                     help="leave out the row of aecore under OpenMP's default wait policy")
@@ -819,7 +889,8 @@ def main(argv=None) -> int:
                                       "auto-enabled, else the default"}
 
     result["fastpath_numerics"] = fastpath_numerics()
-    variants = ["aecore"] + (["aecore-bf16"] if bf16_ok else []) + ["aecore-fastpath"] \
+    variants = ["aecore"] + ([] if "dashboard" in args.skip else ["aecore-dashboard"]) \
+        + (["aecore-bf16"] if bf16_ok else []) + ["aecore-fastpath"] \
         + ([] if args.no_ompdefault or q else ["aecore-ompdefault"]) + ["seeds", "seeds-passive", "tensords"]
     gemm_procs = [v for v in ("aecore", "aecore-ompdefault") if v in variants]
     pythae_variants = ["pythae", "pythae-passive"] if have_pythae and "pythae" not in args.skip else []
@@ -992,7 +1063,7 @@ def render(res: dict) -> tuple[str, list[dict]]:
         out.append(f"Training throughput, images/s (median of {s['rounds']} windows of >= {s['window_s']} s "
                    f"{'(quick: no warm-up round)' if res['quick'] else 'after a warm-up round'}, variants "
                    f"interleaved; N={s['n']} synthetic):")
-        names = {"aecore": "aecore (CLI)", "aecore-bf16": "aecore bf16", "aecore-fastpath": "aecore+fastpath",
+        names = {"aecore": "aecore (CLI)", "aecore-dashboard": "aecore (dashboard)", "aecore-bf16": "aecore bf16", "aecore-fastpath": "aecore+fastpath",
                  "aecore-ompdefault": "aecore, OMP default", "seeds": "seeds' loop",
                  "seeds-passive": "seeds' loop, PASSIVE", "tensords": "DL(TensorDataset), PASSIVE"}
         present = {v for r in tr.values() for v in r["images_per_s"]}
@@ -1013,12 +1084,14 @@ def render(res: dict) -> tuple[str, list[dict]]:
             for base in ("seeds", "seeds-passive"):
                 b = ips.get(base)
                 row.append(fmt(a / b if a and b else None, ".2f") + "x")
+            d = ips.get("aecore-dashboard")
+            row.append(fmt(d / a if a and d else None, ".0%"))
             if fastest != "aecore":
                 f, b = ips.get(fastest), ips.get("seeds")
                 row.append(fmt(f / b if f and b else None, ".2f") + "x")
             rows.append(row)
         out.append(table(rows, ["preset", "batch", *[names[c] for c in cols], "aecore/seeds",
-                                "aecore/seeds PASSIVE"] + (["fastest/seeds"] if fastest != "aecore" else [])))
+                                "aecore/seeds PASSIVE", "dashboard/CLI"] + (["fastest/seeds"] if fastest != "aecore" else [])))
         out.append(f"OMP_WAIT_POLICY when torch loaded: aecore {pol.get('aecore')} (aecore/__init__.py sets it, as in "
                    f"the CLI); seeds' loop {pol.get('seeds')} (the environment the bench was started with); "
                    f"'PASSIVE' rows {pol.get('seeds-passive')}"
@@ -1141,6 +1214,11 @@ def render(res: dict) -> tuple[str, list[dict]]:
         fpi = dd["images_per_s"].get("aecore-fastpath")
         if fpi:
             goals[-1]["detail"] += f"; with fastpath {fpi * 3 * dd['forward_gflop_per_image'] / d32:.0%}"
+    dash = {p: r["images_per_s"]["aecore-dashboard"] / r["images_per_s"]["aecore"] for p, r in tr.items()
+            if r["images_per_s"].get("aecore-dashboard") and r["images_per_s"].get("aecore")}
+    if dash:
+        goal(f"dashboard (Train page polling) >= {GOAL_DASHBOARD:.0%} of the CLI's images/s", dash,
+             all(v >= GOAL_DASHBOARD for v in dash.values()), ", ".join(f"{p} {v:.0%}" for p, v in dash.items()))
     lats = {p: r["latency"]["decode_p50_ms"] for p, r in tr.items() if r.get("latency")}
     if lats:
         goal(f"decode p50 <= {GOAL_DECODE_MS:g} ms", lats, all(v <= GOAL_DECODE_MS for v in lats.values()),

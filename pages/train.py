@@ -15,7 +15,7 @@ from aecore import analysis
 from aecore.data import DATASETS
 from aecore.device import describe_device
 from aecore.errors import AecoreError, ConfigError
-from aecore.jobs import JobView, default_name
+from aecore.jobs import LIVE_POLL_S, JobView, default_name
 from aecore.models import MODELS, config_from_dict, parameter_count
 from aecore.presets import PRESETS
 from aecore.schema import FieldSpec, model_fields, parse_int_list, unflatten
@@ -31,7 +31,7 @@ from pages._common import (
     store,
 )
 
-POLL_S = 1.0  # the live view refreshes at least this often (and at every epoch)
+POLL_S = LIVE_POLL_S  # the live view refreshes at least this often (and at every epoch)
 JOB_PARAM = "job"
 
 st.title("🏋️ Train")
