@@ -15,6 +15,23 @@ from aecore.images import to_png_array
 from aecore.jobs import JobRegistry
 from aecore.store import ModelStore, TrainedModel
 
+
+def _leave_pages_directory_mode() -> None:
+    """Streamlit treats a folder named ``pages/`` as old-style auto-discovered pages
+    until some script calls ``st.navigation``. On a fresh server, a first visit
+    straight to ``/latent`` would run that file alone under a sidebar listing every
+    file of the folder. Turn that mode off and rerun, so app.py's navigation runs."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the flag has no such mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_directory_mode()
+
 # Where the dashboard reads MNIST-like files: AECORE_DATA_DIR, else aecore's default.
 DATA_DIR = os.environ.get("AECORE_DATA_DIR") or None
 MODEL_KEY = "model_name"  # the model chosen on one page stays chosen on the others
@@ -130,13 +147,20 @@ def show_images(images: np.ndarray, captions: list[str] | None = None, scale: in
     if columns:
         cols = st.columns(columns)
         for i, im in enumerate(imgs):
-            cols[i % columns].image(im, caption=None if captions is None else captions[i])
+            cols[i % columns].image(im, caption=None if captions is None else captions[i], output_format="PNG")
     else:
-        st.image(imgs, caption=captions, width=width)
+        st.image(imgs, caption=captions, width=width, output_format="PNG")
+
+
+def enlarge(img: np.ndarray, width: int = 640) -> np.ndarray:
+    """A uint8 picture scaled up by whole pixels, so small images stay sharp on screen."""
+    f = max(1, width // max(img.shape[1], 1))
+    return img.repeat(f, 0).repeat(f, 1)
 
 
 def show_grid(grid: np.ndarray, caption: str | None = None, scale: int = 3, width: int | str = "content") -> None:
-    st.image(to_png_array(grid, scale), caption=caption, width=width)
+    # PNG: Streamlit's default for arrays is JPEG, which blurs enlarged pixels.
+    st.image(to_png_array(grid, scale), caption=caption, width=width, output_format="PNG")
 
 
 ROOT = Path(__file__).resolve().parents[1]

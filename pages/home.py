@@ -10,6 +10,7 @@ from aecore.errors import AecoreError
 from aecore.presets import PRESETS
 from aecore.store import ModelStore
 from aecore.workflow import TrainRequest, train
+from pages._common import enlarge, registry
 
 st.title("Autoencoder Studio")
 st.caption("Train autoencoders live on your GPU or CPU, then explore what they learned.")
@@ -51,7 +52,7 @@ if "home_result" in st.session_state:
                                 "validation": [h["val_loss"] for h in tm.history]}), x_label="epoch",
                   y_label="loss")
     originals = bundle.test.x[:12]
-    st.image(analysis.recon_grid(originals, analysis.reconstruct(tm, originals), n=12),
+    st.image(enlarge(analysis.recon_grid(originals, analysis.reconstruct(tm, originals), n=12)), output_format="PNG",
              caption="test originals (top) over reconstructions (bottom)", width=600)
 
 st.subheader("What you can do")
@@ -69,8 +70,6 @@ for i, (page, label, what) in enumerate(tour):
     with cols[i % 3]:
         st.page_link(page, label=label)
         st.caption(what)
-
-from pages._common import registry  # noqa: E402  (after the page's own widgets: it is cached per process)
 
 active = [j.view() for j in registry().jobs() if j.view().active]
 if active:

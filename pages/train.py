@@ -24,6 +24,7 @@ from pages._common import (
     DATA_DIR,
     MODEL_KEY,
     available_datasets,
+    enlarge,
     load_bundle,
     load_model,
     registry,
@@ -243,7 +244,8 @@ def _snapshot_views(v: JobView, kind: str) -> None:
     left, right = st.columns(2)
     with left:
         if kind == "image":
-            st.image(analysis.recon_grid(snap.originals, snap.reconstructions, n=10), width="stretch",
+            st.image(enlarge(analysis.recon_grid(snap.originals, snap.reconstructions, n=10)), width="stretch",
+                     output_format="PNG",
                      caption="validation originals (top) over reconstructions (bottom)")
         elif kind == "vector":
             o, r = snap.originals.reshape(len(snap.originals), -1), snap.reconstructions.reshape(len(snap.originals), -1)
