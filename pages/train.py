@@ -113,7 +113,8 @@ with form_col:
     try:
         if mode == "Preset":
             preset_names = list(PRESETS)
-            preset = st.selectbox("Preset", preset_names, key="tr_preset", persist_state="session",
+            preset = st.selectbox("Preset", preset_names, index=preset_names.index("vanilla"), key="tr_preset",
+                                  persist_state="session",
                                   format_func=lambda n: f"{n}  ({PRESETS[n].seed and 'seed ' + PRESETS[n].seed or 'added'})",
                                   help="A preset reproduces one experiment of the source tutorials.")
             p = PRESETS[preset]
