@@ -152,6 +152,32 @@ def test_divergence_restores_the_last_good_epoch(small):
     assert [h["epoch"] for h in result.history][:2] == [1, 2]
 
 
+def test_out_of_memory_ends_the_run_with_a_message_and_the_last_good_weights(small):
+    model = dense()
+    real_forward = model.forward
+
+    class Oom(Recorder):
+        armed = False
+
+        def on_epoch_end(self, ev):
+            super().on_epoch_end(ev)
+            self.armed = ev.epoch == 2  # the first step of epoch 3 runs out of memory
+
+    rec = Oom(model)
+
+    def forward(*a, **kw):
+        if rec.armed:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(*a, **kw)
+
+    model.forward = forward
+    result = Trainer(cfg(epochs=5), [rec]).fit(model, small, Normaliser("unit"))
+    assert result.status == "failed"
+    assert "out of memory" in result.message and "smaller batch size" in result.message
+    assert same_state(state(model), rec.weights[2])
+    assert [h["epoch"] for h in result.history] == [1, 2]
+
+
 # --- early stopping --------------------------------------------------------------------------
 @pytest.mark.parametrize("restore_best", [True, False])
 def test_early_stopping_at_patience(small, restore_best):
