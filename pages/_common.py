@@ -96,9 +96,10 @@ def pick_model(kind: str | tuple[str, ...] | None = None, key: str = MODEL_KEY,
     names = [i.name for i in infos if kinds is None or _info_kind(i) in kinds]
     if not names:
         what = f" of {' or '.join(kinds)} data" if kinds else ""
+        example = {"sequence": "--preset seq2seq-lstm", "vector": "--preset manifold-1d --dataset helix3d"}.get(
+            kinds[0] if kinds and len(kinds) == 1 else "", "--preset vanilla --dataset digits")
         st.info(f"No saved model{what} yet. Train one on the Train page first "
-                "(or from the command line: `python -m aecore train --preset vanilla --dataset digits`).",
-                icon="ℹ️")
+                f"(or from the command line: `python -m aecore train {example}`).", icon="ℹ️")
         st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
         return None
     current = st.session_state.get(key)
