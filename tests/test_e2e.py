@@ -5,7 +5,7 @@ and one browser tab, shared by the tests in file order: the user's flows of
 SPEC.md. Open the dashboard, train first (the other pages need a model), then
 reconstruct an uploaded picture, click a point of the latent space, drag a
 latent slider, and open the remaining pages. Each flow saves a full-page
-screenshot to docs/screenshots/ for the README (overwritten on every run).
+screenshot to $AECORE_SCREENSHOTS_DIR (docs/screenshots/ for the README) or a temporary folder.
 
 Skips with the reason when Playwright or Debian's chromium is absent.
 """
