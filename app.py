@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from pages._common import keep_my_jobs_alive
+
 st.set_page_config(page_title="Autoencoder Studio", page_icon="🧬", layout="wide")
 
 # st.navigation turns off the automatic pages/ discovery, so this list is the
@@ -24,4 +26,6 @@ pages = {
         st.Page("pages/compare.py", title="Compare", icon="📊"),
     ],
 }
-st.navigation(pages).run()
+page = st.navigation(pages)
+keep_my_jobs_alive()  # a run lives while the session that started it does (see pages/_common.py)
+page.run()

@@ -228,6 +228,23 @@ class JobRegistry:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._running: dict[str, list[str]] = {}  # device -> ids of jobs holding it
+        self._janitor: threading.Thread | None = None
+
+    def start_janitor(self, every_s: float | None = None) -> None:
+        """Run :meth:`cleanup` in a daemon thread, so that abandoned runs stop even
+        when nobody submits a new one. Idempotent."""
+        with self._lock:
+            if self._janitor is not None:
+                return
+            interval = every_s or max(1.0, min(60.0, self.abandon_after_s / 4))
+
+            def loop():
+                while True:
+                    time.sleep(interval)
+                    self.cleanup()
+
+            self._janitor = threading.Thread(target=loop, name="aecore-job-janitor", daemon=True)
+            self._janitor.start()
 
     def capacity(self, device: str) -> int:
         return self.cpu_slots if device == "cpu" else 1

@@ -37,10 +37,46 @@ DATA_DIR = os.environ.get("AECORE_DATA_DIR") or None
 MODEL_KEY = "model_name"  # the model chosen on one page stays chosen on the others
 
 
+# A run whose browser went away (no page of its session has run for this long) is
+# stopped and saved as far as it got; finished runs are listed for KEEP_FINISHED_S.
+ABANDON_AFTER_S = float(os.environ.get("AECORE_ABANDON_AFTER_S", 1800))
+KEEP_FINISHED_S = float(os.environ.get("AECORE_KEEP_FINISHED_S", 6 * 3600))
+HEARTBEAT_S = min(60.0, max(1.0, ABANDON_AFTER_S / 4))
+MY_JOBS = "_my_jobs"  # ids of the runs this browser session started
+
+
 @st.cache_resource
 def registry() -> JobRegistry:
     """One registry per server process: every session sees every job."""
-    return JobRegistry()
+    reg = JobRegistry(abandon_after_s=ABANDON_AFTER_S, keep_finished_s=KEEP_FINISHED_S)
+    reg.start_janitor()
+    return reg
+
+
+def remember_job(job_id: str) -> None:
+    """This session started the run: keep it alive while the session is."""
+    st.session_state[MY_JOBS] = [*st.session_state.get(MY_JOBS, []), job_id]
+
+
+def keep_my_jobs_alive() -> None:
+    """Called by app.py on every run of every page, and by a quiet heartbeat while a
+    run of this session is active, so a run is only abandoned when its browser is gone."""
+    reg = registry()
+    live = [j for j in (reg.get(i) for i in st.session_state.get(MY_JOBS, [])) if j is not None and j.view().active]
+    for j in live:
+        j.touch()
+    st.session_state[MY_JOBS] = [j.id for j in live]
+    if live:
+        _heartbeat()
+
+
+@st.fragment(run_every=HEARTBEAT_S)
+def _heartbeat() -> None:
+    reg = registry()
+    for i in st.session_state.get(MY_JOBS, []):
+        j = reg.get(i)
+        if j is not None:
+            j.touch()
 
 
 def store() -> ModelStore:

@@ -10,7 +10,7 @@ from aecore.jobs import default_name, step_frame
 from aecore.models.seq import Seq2SeqConfig
 from aecore.seqtask import expected_output, format_tokens, parse_tokens, random_sequences
 from aecore.workflow import TrainRequest
-from pages._common import MODEL_KEY, pick_model, registry, show_error
+from pages._common import MODEL_KEY, pick_model, registry, remember_job, show_error
 
 PRESET, DATASET = "seq2seq-lstm", "reverse-seq"
 TASK = Seq2SeqConfig()  # the seed's sizes: 6 tokens in, vocabulary 51, 3 tokens out
@@ -65,6 +65,7 @@ def _start() -> None:
         ss["seq_start_error"] = str(e)
         return
     ss[JOB_KEY] = new.id
+    remember_job(new.id)
     st.query_params[JOB_KEY] = new.id
 
 

@@ -28,6 +28,7 @@ from pages._common import (
     load_bundle,
     load_model,
     registry,
+    remember_job,
     show_error,
     store,
 )
@@ -98,6 +99,7 @@ def _start(request: TrainRequest, name: str, resume_from: str | None = None, ove
         return
     st.session_state.pop("tr_error", None)
     st.session_state["tr_job"] = new.id
+    remember_job(new.id)
     st.query_params[JOB_PARAM] = new.id
 
 

@@ -154,3 +154,13 @@ def test_default_names_are_valid_store_names():
 
     for preset, ds in [("vanilla", "digits"), ("conv", "csv:/tmp/my data.csv"), ("x", "images:../a/b.zip")]:
         validate_name(default_name(preset, ds))
+
+
+def test_the_janitor_stops_runs_nobody_looks_at(tmp_path):
+    reg = JobRegistry(store_root=str(tmp_path), abandon_after_s=0.5)
+    reg.start_janitor(every_s=0.1)
+    reg.start_janitor(every_s=0.1)  # idempotent: one thread
+    job = reg.submit(req(10_000), "left-alone")
+    assert job.join(30), "the janitor did not stop an abandoned run"
+    assert job.view().status == "stopped" and ModelStore(tmp_path).exists("left-alone")
+    assert sum(t.name == "aecore-job-janitor" for t in threading.enumerate()) >= 1

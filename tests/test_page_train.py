@@ -146,3 +146,21 @@ def test_continue_a_saved_model(empty_store):
     at.button(key="tr_start").click().run()
     assert wait_done(at) == "done: epoch 4/4"
     assert len(ModelStore(empty_store).load("grow").history) == 4
+
+
+def test_any_page_of_the_session_keeps_its_run_alive(empty_store):
+    from pages._common import registry
+
+    at = start(open_page("train"), epochs=5000, name="kept")
+    job = registry().get(at.session_state["tr_job"])
+    try:
+        before = job.last_seen
+        time.sleep(0.2)
+        at.switch_page("pages/data.py")
+        at.run()
+        assert not at.exception
+        assert job.last_seen > before  # the Data page's run touched it: its browser is still there
+        assert job.view().active
+    finally:
+        job.stop()
+        job.join(30)
