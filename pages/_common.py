@@ -16,10 +16,11 @@ from aecore.jobs import JobRegistry
 from aecore.store import ModelStore, TrainedModel
 
 
-def _leave_pages_directory_mode() -> None:
-    """Streamlit treats a folder named ``pages/`` as old-style auto-discovered pages
-    until some script calls ``st.navigation``. On a fresh server, a first visit
-    straight to ``/latent`` would run that file alone under a sidebar listing every
+def ensure_navigation() -> None:
+    """Every page calls this first. Streamlit treats a folder named ``pages/`` as
+    old-style auto-discovered pages until some script calls ``st.navigation`` (and
+    AppTest resets that before every run). A first visit straight to ``/latent``
+    would then run that file alone, without app.py, under a sidebar listing every
     file of the folder. Turn that mode off and rerun, so app.py's navigation runs."""
     try:
         from streamlit.runtime.pages_manager import PagesManager
@@ -30,7 +31,7 @@ def _leave_pages_directory_mode() -> None:
         st.rerun()
 
 
-_leave_pages_directory_mode()
+ensure_navigation()
 
 # Where the dashboard reads MNIST-like files: AECORE_DATA_DIR, else aecore's default.
 DATA_DIR = os.environ.get("AECORE_DATA_DIR") or None

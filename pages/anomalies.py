@@ -10,7 +10,17 @@ import streamlit as st
 from aecore import analysis, anomaly
 from aecore.data import DATASETS, as_float
 from aecore.errors import AecoreError
-from pages._common import available_datasets, load_bundle, model_bundle, pick_model, show_error, store
+from pages._common import (
+    available_datasets,
+    ensure_navigation,
+    load_bundle,
+    model_bundle,
+    pick_model,
+    show_error,
+    store,
+)
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 MAX_OUTLIERS = 10_000  # items scored from another dataset
 GRID_WIDTH = 720  # px the worst-K grid is enlarged towards

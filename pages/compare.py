@@ -9,7 +9,9 @@ import streamlit as st
 from aecore.data import load_dataset
 from aecore.errors import AecoreError
 from aecore.workflow import evaluate
-from pages._common import DATA_DIR, load_bundle, load_model, show_error, store
+from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, store
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 RECENT = 3  # how many of the newest models are selected at first
 PALETTE = px.colors.qualitative.Plotly

@@ -11,7 +11,9 @@ from aecore.errors import AecoreError
 from aecore.manifold import error_segments, learned_manifold, order_agreement
 from aecore.seqtask import format_tokens
 from aecore.workflow import TrainRequest, train
-from pages._common import DATA_DIR, load_bundle, load_model, show_error, show_images, store
+from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, show_images, store
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 DEMO_PRESET, DEMO_EPOCHS = "manifold-1d", 200
 SPLITS = ("train", "val", "test")

@@ -7,7 +7,9 @@ from aecore import analysis
 from aecore.data import as_float
 from aecore.errors import AecoreError
 from aecore.images import to_png_array
-from pages._common import model_bundle, pick_model, show_error, store
+from pages._common import ensure_navigation, model_bundle, pick_model, show_error, store
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 MAX_SLIDERS = 16
 MAX_CODES = 10000  # test items encoded for the slider ranges (all of MNIST's test set)

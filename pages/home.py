@@ -10,7 +10,9 @@ from aecore.errors import AecoreError
 from aecore.presets import PRESETS
 from aecore.store import ModelStore
 from aecore.workflow import TrainRequest, train
-from pages._common import enlarge, registry
+from pages._common import enlarge, ensure_navigation, registry
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 st.title("Autoencoder Studio")
 st.caption("Train autoencoders live on your GPU or CPU, then explore what they learned.")

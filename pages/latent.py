@@ -9,7 +9,9 @@ from aecore import analysis
 from aecore.data import as_float
 from aecore.errors import AecoreError
 from aecore.images import to_png_array
-from pages._common import model_bundle, pick_model, show_error, store
+from pages._common import ensure_navigation, model_bundle, pick_model, show_error, store
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 TSNE_MAX = 5000  # project_2d refuses t-SNE above this many items (it is quadratic in N)
 ART_MAX = 2000  # above this many points the hover text carries no text-art thumbnail (figure size)

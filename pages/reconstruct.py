@@ -11,7 +11,9 @@ from aecore.data import as_float
 from aecore.data.raw import open_image
 from aecore.errors import AecoreError
 from aecore.images import add_noise, prepare_image, to_png_array
-from pages._common import MODEL_KEY, model_bundle, pick_model, show_error, show_images
+from pages._common import MODEL_KEY, ensure_navigation, model_bundle, pick_model, show_error, show_images
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 MAX_POOL = 10_000  # test items ranked for "worst"/"best": all of MNIST's test split
 NOISE_SEED = 0  # one noise pattern, so reruns show the same noisy pictures

@@ -10,7 +10,9 @@ from aecore.jobs import default_name, step_frame
 from aecore.models.seq import Seq2SeqConfig
 from aecore.seqtask import expected_output, format_tokens, parse_tokens, random_sequences
 from aecore.workflow import TrainRequest
-from pages._common import MODEL_KEY, pick_model, registry, remember_job, show_error
+from pages._common import MODEL_KEY, ensure_navigation, pick_model, registry, remember_job, show_error
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 PRESET, DATASET = "seq2seq-lstm", "reverse-seq"
 TASK = Seq2SeqConfig()  # the seed's sizes: 6 tokens in, vocabulary 51, 3 tokens out

@@ -25,6 +25,7 @@ from pages._common import (
     MODEL_KEY,
     available_datasets,
     enlarge,
+    ensure_navigation,
     load_bundle,
     load_model,
     registry,
@@ -32,6 +33,8 @@ from pages._common import (
     show_error,
     store,
 )
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 POLL_S = LIVE_POLL_S  # the live view refreshes at least this often (and at every epoch)
 JOB_PARAM = "job"

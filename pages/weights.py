@@ -9,7 +9,9 @@ from torch import nn
 from aecore import analysis
 from aecore.data import as_float
 from aecore.errors import AecoreError
-from pages._common import model_bundle, pick_model, show_error
+from pages._common import ensure_navigation, model_bundle, pick_model, show_error
+
+ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 SHEET_WIDTH = 640  # px a tile sheet is enlarged towards (nearest neighbour, whole factors only)
 CODE_ITEMS = 2000  # test items encoded for the code-activity chart

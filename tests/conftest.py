@@ -123,10 +123,32 @@ def page_env(page_store):
         yield root
 
 
+def _run_pages_through_app_py() -> None:
+    """AppTest resets Streamlit's "pages/ folder" flag before every run, so from the
+    second run on it would run a page file alone (old-style multipage), skipping
+    app.py. A served app clears the flag for good on its first st.navigation call;
+    make AppTest do the same, so that tests run pages as a browser gets them."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import app_test
+
+    if getattr(app_test.PagesManager, "_aecore_v2", False):
+        return
+
+    class V2PagesManager(PagesManager):
+        _aecore_v2 = True
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            PagesManager.uses_pages_directory = False
+
+    app_test.PagesManager = V2PagesManager
+
+
 def new_app(timeout: float = 60):
     """An AppTest of the whole app (the entry point), as Streamlit's docs ask for multipage apps."""
     from streamlit.testing.v1 import AppTest
 
+    _run_pages_through_app_py()
     return AppTest.from_file(str(APP), default_timeout=timeout)
 
 

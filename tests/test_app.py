@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import store_env
+from conftest import new_app, store_env
 
 from aecore.device import describe_device
 from aecore.presets import PRESETS
@@ -20,12 +20,6 @@ def app_store(tmp_path_factory):
     """A store of this module's own, empty at the start, where the page's ModelStore() lands."""
     with store_env(tmp_path_factory.mktemp("app_store")) as root:
         yield root
-
-
-def new_app():
-    from streamlit.testing.v1 import AppTest
-
-    return AppTest.from_file(str(APP), default_timeout=60)
 
 
 def metrics(at) -> dict[str, str]:
