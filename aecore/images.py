@@ -34,6 +34,8 @@ def prepare_image(source: bytes | str | os.PathLike | Image.Image, sample_shape:
     C, H, W = sample_shape
     img = source if isinstance(source, Image.Image) else open_image(source)
     steps = [f"opened {img.width}x{img.height} {img.mode} image"]
+    if img.info.get("exif_transposed"):
+        steps.append(f"turned upright as its EXIF orientation ({img.info['exif_transposed']}) asks")
     mode = "L" if C == 1 else "RGB"
     if C not in (1, 3):
         raise DataError(f"this model takes {C}-channel images; only 1 (grayscale) and 3 (RGB) can come from a picture.")

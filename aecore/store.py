@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -94,8 +95,12 @@ class ModelInfo:
 
 def _read_json(path: Path) -> object:
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
+        st = path.stat()
+        if stat.S_ISREG(st.st_mode) and st.st_size > MAX_JSON_BYTES:
             raise StoreError(f"{path.name} in {path.parent.name} is larger than {MAX_JSON_BYTES // 2**20} MiB.")
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            # a link to /dev/zero or a FIFO would never finish reading
+            raise StoreError(f"{path.name} of model {path.parent.name!r} is not a regular file.")
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise StoreError(f"model {path.parent.name!r} has no {path.name}.") from e
@@ -103,6 +108,9 @@ def _read_json(path: Path) -> object:
         raise StoreError(f"{path.name} of model {path.parent.name!r} cannot be read ({e.strerror}).") from e
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{path.name} of model {path.parent.name!r} is not valid JSON ({e}).") from e
+    except RecursionError as e:  # "[[[[..." a few hundred kB deep
+        raise StoreError(f"{path.name} of model {path.parent.name!r} is nested too deeply to be a "
+                         "model's JSON.") from e
 
 
 def _optimizer_to_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -165,11 +173,13 @@ class ModelStore:
                 with contextlib.suppress(OSError):
                     if leftover.stat().st_mtime < cutoff:
                         shutil.rmtree(leftover, ignore_errors=True)
-        trash = self.root / ".trash"
-        if not trash.is_dir():
+        trash, deleted = self.root / ".trash", self.root / ".trash-delete"
+        if not trash.is_dir() and not deleted.is_dir():
             return
         with self._lock():
-            for old in sorted(trash.iterdir()):
+            # A delete killed between its rename and its rmtree: that model was already gone
+            shutil.rmtree(deleted, ignore_errors=True)
+            for old in sorted(trash.iterdir()) if trash.is_dir() else []:
                 name = old.name.rsplit("--", 1)[0]
                 target = self.root / name
                 if NAME_RE.fullmatch(name) and not target.exists():
@@ -248,6 +258,15 @@ class ModelStore:
                              f"(expected format {FORMAT!r}).")
         if not isinstance(cfg.get("model"), dict):
             raise StoreError(f"config.json of model {name!r} has no model section.")
+        # Every other field has a default, but without these two the weights cannot be checked
+        missing = [k for k in ("kind", "input_shape") if k not in cfg["model"]]
+        if missing:
+            raise StoreError(f"config.json of model {name!r} lacks {' and '.join(missing)} in its "
+                             "model section.")
+        adaptations = cfg.get("adaptations", [])
+        if not (isinstance(adaptations, list) and all(isinstance(a, str) for a in adaptations)):
+            raise StoreError(f"config.json of model {name!r} has adaptations that are not a list "
+                             "of words.")
         return cfg
 
     def load(self, name: str, device: str | torch.device = "cpu", with_optimizer: bool = False) -> TrainedModel:

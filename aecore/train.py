@@ -62,17 +62,26 @@ class TrainConfig:
             bad(f"learning rate must be a number above 0 and at most 100; got {self.lr!r}.")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             bad(f"optimizer must be adam, adamw or sgd; got {self.optimizer!r}.")
-        if not 0 <= self.weight_decay <= 10:
+        def number(v) -> bool:  # from JSON anything can arrive, and lists do not compare with 0
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        if not number(self.weight_decay) or not 0 <= self.weight_decay <= 10:
             bad(f"weight decay must be between 0 and 10; got {self.weight_decay!r}.")
-        if not 0 <= self.momentum < 1:
+        if not number(self.momentum) or not 0 <= self.momentum < 1:
             bad(f"momentum must be in [0, 1); got {self.momentum!r}.")
         if self.lr_schedule not in ("constant", "cosine"):
             bad(f"lr schedule must be constant or cosine; got {self.lr_schedule!r}.")
         if self.early_stopping_patience is not None and not (
-                isinstance(self.early_stopping_patience, int) and self.early_stopping_patience >= 1):
+                number(self.early_stopping_patience) and isinstance(self.early_stopping_patience, int)
+                and self.early_stopping_patience >= 1):
             bad("early stopping patience must be a positive integer (or off).")
         if not isinstance(self.min_delta, (int, float)) or not 0 <= self.min_delta < math.inf:
             bad(f"early stopping min_delta must be a number from 0 up; got {self.min_delta!r}.")
+        for flag in ("restore_best", "drop_last"):
+            if not isinstance(getattr(self, flag), bool):
+                bad(f"{flag.replace('_', ' ')} must be true or false; got {getattr(self, flag)!r}.")
+        if not isinstance(self.device, str):
+            bad(f"device must be a name such as auto, cpu or cuda; got {self.device!r}.")
         if self.precision not in ("fp32", "bf16"):
             bad(f"precision must be fp32 or bf16; got {self.precision!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
@@ -83,9 +92,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"training options must be a JSON object; got {type(d).__name__}.")
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}.")
+            raise ConfigError(f"unknown training option(s): {', '.join(sorted(map(str, unknown)))}.")
         return cls(**d)
 
 

@@ -8,6 +8,7 @@ how it was converted. Anything wrong with a file is a one-sentence
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import os
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from aecore.data.base import DataBundle, Split, split_train_val
-from aecore.data.raw import image_to_array, open_image, read_idx
+from aecore.data.raw import format_bytes, image_to_array, open_image, read_idx
 from aecore.errors import DataError
 
 TEST_FRACTION = 0.1
@@ -32,8 +33,13 @@ VAL_FRACTION = 0.1
 # Smaller squares (9, 16, 25 columns) are far more likely tabular features than images
 MIN_IMAGE_SIDE = 8
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
+# Uncompressed total of a ZIP or .npz, and total size of an image folder
 MAX_ZIP_BYTES = 1 << 30
 MAX_ZIP_RATIO = 200
+# Ten times MNIST's 110 MB train CSV; the parsed table takes about twice the text's size
+MAX_CSV_BYTES = 1 << 30
+# An .npz is one array or a few (x/y, Keras' four); thousands would only be an attack
+MAX_NPZ_MEMBERS = 1000
 # Tiny members legitimately compress far beyond any ratio; only big ones can bomb
 MIN_RATIO_CHECK_BYTES = 1 << 20
 MAX_FILES = 100_000
@@ -45,7 +51,14 @@ CSV_CHUNK_LINES = 4096
 X_KEYS = ("x", "X", "images", "data")
 Y_KEYS = ("y", "labels", "targets")
 _NPY_MAGIC = b"\x93NUMPY"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Class ids: far beyond any class count, and exact in every numeric type
+MAX_LABEL = 2**31
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+# What zipfile raises on a damaged archive: RuntimeError for encryption, NotImplementedError
+# for an unknown version or compression, ValueError (UnicodeDecodeError) for a bad UTF-8 name
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError,
+               NotImplementedError)
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
@@ -60,6 +73,10 @@ def _existing(path: str | Path, what: str) -> Path:
         path = path.resolve()
     if what != "folder" and path.is_dir():
         raise DataError(f"{path.name} is a folder, but a {what} file was expected.")
+    if not (path.is_file() or (what == "folder" and path.is_dir())):
+        # A FIFO or a device such as /dev/zero would block or never end
+        raise DataError(f"{path.name} is not a regular file (a pipe, device or socket), so it "
+                        f"was not read.")
     return path
 
 
@@ -108,8 +125,13 @@ def _scale_to_unit(a: np.ndarray) -> tuple[np.ndarray, str]:
         return x, "divided by 255"
     if hi == lo:
         return np.clip(x, 0, 1), f"constant {lo:g} clipped to [0, 1]"
-    x -= lo
-    x /= hi - lo
+    shift, span = lo, hi - lo  # Python floats: the span cannot overflow
+    if span > _FLOAT32_MAX:  # x - lo would overflow float32 (values near +-3.4e38): work on halves
+        x *= 0.5
+        shift, span = shift * 0.5, span * 0.5
+    x -= shift
+    x /= span
+    np.clip(x, 0, 1, out=x)  # rounding may step a hair outside
     return x, f"min-max scaled from [{lo:g}, {hi:g}]"
 
 
@@ -122,6 +144,9 @@ def _array_to_x(a: np.ndarray, fname: str) -> tuple[np.ndarray, str, dict]:
         raise DataError(f"{fname} holds an empty array of shape {a.shape}.")
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise DataError(f"{fname} contains NaN or infinite values; replace them before loading.")
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4 and np.abs(a).max() > _FLOAT32_MAX:
+        raise DataError(f"{fname} holds values as large as {float(np.abs(a).max()):.3g}, beyond "
+                        f"what float32 (used for training) can hold (about 3.4e38); rescale them.")
     if a.ndim == 2:
         if a.dtype == np.uint8:
             x, scaling = _scale_to_unit(a)
@@ -146,6 +171,13 @@ def _array_to_x(a: np.ndarray, fname: str) -> tuple[np.ndarray, str, dict]:
     return x, "image", info
 
 
+def _bad_labels(y: np.ndarray) -> np.ndarray:
+    """Which labels cannot be class ids: not finite, not whole, or too large for int64 math."""
+    f = y.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf inside round's comparison
+        return ~np.isfinite(f) | (f != np.round(f)) | (np.abs(f) >= MAX_LABEL)
+
+
 def _labels(y: np.ndarray, n: int, fname: str) -> tuple[np.ndarray, list[str] | None]:
     """Labels as int64 (N,); text labels become indices into sorted class names."""
     if y.ndim == 2 and y.shape[1] == 1:
@@ -156,9 +188,9 @@ def _labels(y: np.ndarray, n: int, fname: str) -> tuple[np.ndarray, list[str] | 
     if y.dtype.kind in "US":
         names, index = np.unique(y, return_inverse=True)
         return index.astype(np.int64), [str(s) for s in names]
-    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
-        raise DataError(f"the labels in {fname} are not all whole numbers; labels must be "
-                        f"integer class ids.")
+    if y.dtype.kind in "biuf" and _bad_labels(y).any():
+        raise DataError(f"the labels in {fname} are not all whole numbers below "
+                        f"{MAX_LABEL:,} in size; labels must be integer class ids.")
     if y.dtype.kind not in "biuf":
         raise DataError(f"the labels in {fname} have type {y.dtype}, but integers were expected.")
     return y.astype(np.int64), None
@@ -166,10 +198,15 @@ def _labels(y: np.ndarray, n: int, fname: str) -> tuple[np.ndarray, list[str] | 
 
 # ---------------------------------------------------------------- CSV
 
-def load_csv(path: str | Path, seed: int = 0, name: str | None = None) -> DataBundle:
+def load_csv(path: str | Path, seed: int = 0, name: str | None = None, *,
+             max_bytes: int = MAX_CSV_BYTES) -> DataBundle:
     """A Kaggle-style CSV: header ``label,pixel1,...`` (the label column is optional)."""
     path = _existing(path, "CSV")
     fname = path.name
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DataError(f"{fname} is {size:,} bytes, above the limit of {format_bytes(max_bytes)} "
+                        f"for a CSV file; use fewer rows, or save the data as .npz or IDX.")
     header = _csv_header(path)
     label_cols = [i for i, h in enumerate(header) if h.strip().lower() == "label"]
     if len(label_cols) > 1:
@@ -187,10 +224,10 @@ def load_csv(path: str | Path, seed: int = 0, name: str | None = None) -> DataBu
     if label_cols:
         c = label_cols[0]
         raw = table[:, c]
-        bad = np.flatnonzero(raw != np.round(raw))
+        bad = np.flatnonzero(_bad_labels(raw))
         if len(bad):
             raise DataError(f"{fname} line {_csv_line(path, bad[0])} has label {raw[bad[0]]:g}, "
-                            f"but labels must be whole numbers.")
+                            f"but labels must be whole numbers below {MAX_LABEL:,} in size.")
         labels = raw.astype(np.int64)
         # A view, not a 200 MB copy, in the usual label-first layout
         pixels = table[:, 1:] if c == 0 else np.delete(table, c, axis=1)
@@ -343,12 +380,15 @@ def _sibling_labels(path: Path) -> Path | None:
 
 # ---------------------------------------------------------------- NPZ / NPY
 
-def load_npz(path: str | Path, seed: int = 0, name: str | None = None) -> DataBundle:
+def load_npz(path: str | Path, seed: int = 0, name: str | None = None, *,
+             max_total_bytes: int = MAX_ZIP_BYTES) -> DataBundle:
     """A ``.npy`` array or an ``.npz`` archive, never unpickling anything.
 
     In an ``.npz`` the data is under x, X, images or data (or is the only
     non-label array) and the labels under y, labels or targets; Keras-style
-    x_train/y_train/x_test/y_test keep their own test split."""
+    x_train/y_train/x_test/y_test keep their own test split. Every header is
+    checked before anything is allocated: object arrays, shapes larger than the
+    data that follows, and archives that would expand like a zip bomb are refused."""
     path = _existing(path, "NumPy")
     fname = path.name
     try:
@@ -360,9 +400,14 @@ def load_npz(path: str | Path, seed: int = 0, name: str | None = None) -> DataBu
         raise DataError(f"{fname} is empty (0 bytes).")
     if magic != _NPY_MAGIC and magic[:4] not in _ZIP_MAGICS:
         raise DataError(f"{fname} is not a NumPy .npy or .npz file (its first bytes are wrong).")
+    if magic == _NPY_MAGIC:
+        with open(path, "rb") as f:
+            _check_npy_header(f, path.stat().st_size, fname)
+    else:
+        _check_npz(path, max_total_bytes)
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except _ZIP_ERRORS as e:
         raise _npz_error(fname, "", e) from e
     if isinstance(loaded, np.ndarray):
         arrays = {"x": loaded}
@@ -383,10 +428,61 @@ def load_npz(path: str | Path, seed: int = 0, name: str | None = None) -> DataBu
                    class_names=class_names)
 
 
+def _check_npz(path: Path, max_total_bytes: int) -> None:
+    """Refuse an .npz from its ZIP directory and member headers, before np.load
+    decompresses anything (it would allocate whatever a header declares)."""
+    fname = path.name
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_NPZ_MEMBERS:
+                raise DataError(f"{fname} has {len(infos):,} members, more than the limit of "
+                                f"{MAX_NPZ_MEMBERS:,} for an .npz file.")
+            _check_zip_sizes(infos, fname, max_total_bytes)
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    # np.load would hand this member back as raw bytes, not as an array
+                    raise DataError(f"{fname} holds member '{info.filename}', which is not a "
+                                    f"NumPy .npy array; an .npz holds only .npy members.")
+                key = info.filename[:-4]
+                with zf.open(info) as f:
+                    _check_npy_header(f, info.file_size, f"{fname}[{key}]")
+    except _ZIP_ERRORS as e:
+        raise DataError(f"{fname} is damaged and could not be read as NumPy data ({e}).") from e
+
+
+def _check_npy_header(f, size: int, where: str) -> None:
+    """Read an .npy header from ``f`` (``size`` bytes long in all) and refuse what
+    cannot be loaded safely: object arrays, too many values, or a truncated body."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+    except Exception as e:  # numpy tokenizes the header as Python: TokenError, SyntaxError, ...
+        raise DataError(f"{where} has a damaged .npy header ({type(e).__name__}: {e}).") from e
+    if dtype.hasobject:
+        # Its body is a pickle, not count * itemsize bytes: np.load(allow_pickle=False)
+        # refuses it unread, and _npz_error words that refusal
+        return
+    count = 1
+    for dim in shape:
+        count *= dim
+    if count > MAX_OUTPUT_VALUES:
+        raise DataError(f"{where} declares shape {shape}, {count:,} values, more than the "
+                        f"limit of {MAX_OUTPUT_VALUES:,}.")
+    declared = count * dtype.itemsize
+    available = size - f.tell()
+    if declared > available:
+        raise DataError(f"{where} is truncated: its header declares shape {shape} "
+                        f"({declared:,} bytes of {dtype}) but only {max(available, 0):,} bytes "
+                        f"follow.")
+
+
 def _npz_member(npz, key: str, fname: str) -> np.ndarray:
     try:
         return npz[key]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    except _ZIP_ERRORS as e:
         raise _npz_error(fname, key, e) from e
 
 
@@ -438,18 +534,22 @@ def load_images(path: str | Path, seed: int = 0, name: str | None = None,
     Sub-folder names are the classes when every image sits in one. All images
     become grayscale, or RGB if any has colour, at ``size`` ((height, width) or
     a side) or else the most common size. Unreadable images are skipped and
-    listed in ``info["skipped"]``. ZIP members are read in memory, never extracted."""
+    listed in ``info["skipped"]``. ZIP members are read in memory, never extracted.
+    A folder's files, like a ZIP's uncompressed members, may total at most
+    ``max_total_bytes``; every image at most the upload limit and
+    :data:`~aecore.data.raw.MAX_IMAGE_PIXELS` pixels."""
     path = _existing(path, "folder")
     target = _check_size(size)
     if path.is_dir():
-        files = _folder_images(path, max_files)
-        sources = [(rel, (lambda p=p: p.read_bytes())) for rel, p in files]
+        files = _folder_images(path, max_files, max_total_bytes)
+        # open_image reads each path itself, refusing pipes, devices and oversized files
+        sources = [(rel, (lambda p=p: p)) for rel, p in files]
         images, skipped = _decode_all(sources)
         fmt = "folder"
     else:
         try:
             zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
+        except _ZIP_ERRORS as e:
             raise DataError(f"{path.name} is neither a folder nor a readable .zip archive of "
                             f"images.") from e
         with zf:
@@ -516,17 +616,24 @@ def _is_image_name(parts: tuple[str, ...]) -> bool:
             and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _folder_images(root: Path, max_files: int) -> list[tuple[tuple[str, ...], Path]]:
-    found = []
+def _folder_images(root: Path, max_files: int,
+                   max_total_bytes: int) -> list[tuple[tuple[str, ...], Path]]:
+    found, total = [], 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         rel_dir = Path(dirpath).relative_to(root).parts
         for fn in filenames:
             if _is_image_name(rel_dir + (fn,)):
-                found.append((rel_dir + (fn,), Path(dirpath, fn)))
+                p = Path(dirpath, fn)
+                found.append((rel_dir + (fn,), p))
+                with contextlib.suppress(OSError):  # a dangling link: open_image says so
+                    total += p.stat().st_size
         if len(found) > max_files:
             raise DataError(f"{root.name} holds more than {max_files:,} images; use a smaller "
                             f"folder.")
+        if total > max_total_bytes:
+            raise DataError(f"{root.name} was refused because its images total more than "
+                            f"{format_bytes(max_total_bytes)}; use a smaller folder.")
     return sorted(found)
 
 
@@ -537,7 +644,7 @@ def _zip_images(zf: zipfile.ZipFile, fname: str, max_total_bytes: int,
     if len(infos) > max_files:
         raise DataError(f"{fname} has {len(infos):,} members, more than the limit of "
                         f"{max_files:,}.")
-    chosen, total = [], 0
+    chosen = []
     for info in infos:
         member = info.filename
         parts = tuple(p for p in member.replace("\\", "/").split("/") if p not in ("", "."))
@@ -551,18 +658,25 @@ def _zip_images(zf: zipfile.ZipFile, fname: str, max_total_bytes: int,
             raise DataError(f"{fname} was refused because member '{member}' is a symbolic link.")
         if info.is_dir():
             continue
+        if _is_image_name(parts):
+            chosen.append((parts, info))
+    _check_zip_sizes(infos, fname, max_total_bytes)
+    return sorted(chosen, key=lambda item: item[0])
+
+
+def _check_zip_sizes(infos: list[zipfile.ZipInfo], fname: str, max_total_bytes: int) -> None:
+    """Refuse a zip bomb from the archive's directory, before decompressing anything."""
+    total = 0
+    for info in infos:
         if (info.file_size > MIN_RATIO_CHECK_BYTES
                 and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1)):
-            raise DataError(f"{fname} was refused because member '{member}' expands "
+            raise DataError(f"{fname} was refused because member '{info.filename}' expands "
                             f"{info.file_size // max(info.compress_size, 1):,} times "
                             f"(limit {MAX_ZIP_RATIO}), like a zip bomb.")
         total += info.file_size
         if total > max_total_bytes:
             raise DataError(f"{fname} was refused because it expands to more than "
-                            f"{max_total_bytes:,} bytes.")
-        if _is_image_name(parts):
-            chosen.append((parts, info))
-    return sorted(chosen, key=lambda item: item[0])
+                            f"{format_bytes(max_total_bytes)}.")
 
 
 def _zip_reader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fname: str) -> Callable[[], bytes]:
@@ -585,8 +699,9 @@ def _decode_all(sources: Iterable[tuple[tuple[str, ...], Callable[[], bytes]]]
         label = "/".join(rel)
         try:
             data = read()
-        except (OSError, RuntimeError, NotImplementedError, EOFError, zipfile.BadZipFile,
-                zlib.error) as e:  # RuntimeError: an encrypted member
+        except DataError:  # a member that lies about its size: the archive is refused
+            raise
+        except _ZIP_ERRORS as e:
             skipped[label] = f"{label} could not be read ({e})."
             continue
         try:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import gzip
 import io
 import math
+import stat
 import warnings
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aecore.errors import DataError
 
@@ -34,6 +35,11 @@ IDX_TYPES = {
 MAX_IDX_ELEMENTS = 500_000_000
 # Checked from the header before decoding; PIL's own global limit is left alone.
 MAX_IMAGE_PIXELS = 40_000_000
+# The largest single image accepted, in the dashboard's unit: .streamlit/config.toml sets
+# server.maxUploadSize to this, and open_image enforces it on bytes and on files, so an
+# upload, an image inside a dataset folder and a file given to the CLI meet the same limit.
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024  # Streamlit counts a megabyte as 1024*1024 bytes
 
 RAW_FILES = {
     "train_x": "train-images-idx3-ubyte",
@@ -42,6 +48,13 @@ RAW_FILES = {
     "test_y": "t10k-labels-idx1-ubyte",
 }
 
+# Leading bytes of the formats PIL reads: an unreadable file that starts with one of
+# these is a damaged image, not a file of some other kind.
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+)
+_EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA", "PA": "RGBA"}
 # ITU-R 601-2 luma, the weights PIL itself uses for RGB -> L
@@ -197,24 +210,26 @@ def _scale_float_image(a: np.ndarray) -> np.ndarray:
 
 
 def open_image(source: bytes | str | Path, max_pixels: int = MAX_IMAGE_PIXELS,
-               name: str | None = None) -> Image.Image:
-    """Open and fully decode an image from bytes or a path.
+               name: str | None = None, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+    """Open and fully decode an image from bytes or a path, upright.
 
-    ``name`` labels bytes in messages (an uploaded file's name). Images over
-    ``max_pixels`` are refused from their header size, before decoding."""
+    ``name`` labels bytes in messages (an uploaded file's name). Files over
+    ``max_bytes`` are refused before they are read, images over ``max_pixels``
+    from their header size, before decoding. A photo's EXIF orientation is
+    applied (``img.info["exif_transposed"]`` then holds the orientation tag)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, label = bytes(source), name or "the uploaded image"
+        if len(data) > max_bytes:
+            raise DataError(_too_many_bytes(label, len(data), max_bytes))
     else:
         path = Path(source)
-        label = name or path.name
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as e:
-            raise DataError(f"image file not found: {path}.") from e
-        except OSError as e:
-            raise DataError(f"{label} could not be read ({e.strerror or e}).") from e
+        label = name or path.name or str(path)
+        data = _read_bounded(path, label, max_bytes)
     if not data:
         raise DataError(f"{label} is empty (0 bytes), so it is not an image.")
+    fmt = next((f for sig, f in _IMAGE_SIGNATURES if data.startswith(sig)), None)
+    if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        fmt = "WebP"
     try:
         with warnings.catch_warnings():
             # Our max_pixels check below is the limit; PIL's warning would only repeat it
@@ -223,6 +238,9 @@ def open_image(source: bytes | str | Path, max_pixels: int = MAX_IMAGE_PIXELS,
     except Image.DecompressionBombError as e:
         raise DataError(_too_big(label, "", max_pixels)) from e
     except UnidentifiedImageError as e:
+        if fmt is not None:
+            raise DataError(f"{label} starts like a {fmt} file but its header is damaged or "
+                            f"truncated, so it could not be opened.") from e
         raise DataError(f"{label} is not an image that can be read (PNG, JPEG, BMP, GIF, "
                         f"WebP and TIFF are); check that it really is an image file.") from e
     except Exception as e:  # plugins raise OSError, SyntaxError, struct.error... on bad headers
@@ -234,7 +252,59 @@ def open_image(source: bytes | str | Path, max_pixels: int = MAX_IMAGE_PIXELS,
         img.load()
     except Exception as e:  # decoders raise OSError, SyntaxError, ValueError... on bad data
         raise DataError(f"{label} is truncated or damaged and could not be decoded ({e}).") from e
-    return img
+    return _upright(img)
+
+
+def _read_bounded(path: Path, label: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, checked before reading."""
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise DataError(f"{label} is a folder, but an image file was expected.")
+        if not stat.S_ISREG(st.st_mode):
+            # A FIFO or a device such as /dev/zero would never end
+            raise DataError(f"{label} is not a regular file (a pipe, device or socket), so it "
+                            f"was not read.")
+        if st.st_size > max_bytes:
+            raise DataError(_too_many_bytes(label, st.st_size, max_bytes))
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)  # the file may have grown since stat
+    except FileNotFoundError as e:
+        raise DataError(f"image file not found: {path}.") from e
+    except OSError as e:
+        raise DataError(f"{label} could not be read ({e.strerror or e}).") from e
+    if len(data) > max_bytes:
+        raise DataError(_too_many_bytes(label, len(data), max_bytes))
+    return data
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation a camera wrote instead of rotating the pixels."""
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # damaged EXIF: the pixels decoded fine, so keep them as stored
+        return img
+    if orientation not in range(2, 9):
+        return img
+    try:
+        upright = ImageOps.exif_transpose(img)
+    except Exception:  # as above: a broken tag does not make a picture unusable
+        return img
+    upright.info["exif_transposed"] = int(orientation)
+    return upright
+
+
+def _too_many_bytes(label: str, size: int, max_bytes: int) -> str:
+    return (f"{label} is {size:,} bytes, above the limit of {format_bytes(max_bytes)} "
+            f"for one image, so it was not read; shrink it and try again.")
+
+
+def format_bytes(n: int) -> str:
+    """A limit for messages: "20 MB", "1 GB"; sizes that are not whole units get one decimal."""
+    for unit, size in (("GB", 2**30), ("MB", 2**20)):
+        if n >= size:
+            return f"{n // size} {unit}" if n % size == 0 else f"{n / size:.1f} {unit}"
+    return f"{n:,} bytes"
 
 
 def _too_big(label: str, dims: str, max_pixels: int) -> str:

@@ -31,7 +31,7 @@ MODELS: dict[str, type[Autoencoder]] = {
 
 def config_from_dict(d: dict) -> ModelConfig:
     kind = d.get("kind") if isinstance(d, dict) else None
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:
         raise ConfigError(f"unknown model kind {kind!r}; known kinds: {', '.join(MODELS)}.")
     return MODELS[kind].config_class.from_dict(d)
 
