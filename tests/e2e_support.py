@@ -76,7 +76,7 @@ class Server:
 
 
 @contextmanager
-def streamlit_server(store: Path, workdir: Path, start_timeout: float = 60):
+def streamlit_server(store: Path, workdir: Path, start_timeout: float = 60, env: dict | None = None):
     """Run the dashboard on a free local port with AECORE_STORE=``store``; stop it afterwards.
 
     Output goes to a log file, never a pipe: a server whose pipe reader died
@@ -84,7 +84,7 @@ def streamlit_server(store: Path, workdir: Path, start_timeout: float = 60):
     """
     port = free_port()
     log = workdir / "streamlit.log"
-    env = {**os.environ, "AECORE_STORE": str(store), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "AECORE_STORE": str(store), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
