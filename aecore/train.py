@@ -298,6 +298,20 @@ class Trainer:
             history: list[dict] | None = None, optimizer_state: dict | None = None) -> TrainResult:
         """Train for ``config.epochs`` more epochs. ``history`` and
         ``optimizer_state`` continue an earlier run (resume)."""
+        flush = self.device.type == "cpu"
+        if flush:
+            # Denormal floats take a slow microcode path on x86; tiny activations and
+            # Adam moments produce them (measured 1.1-3x on the dense presets here).
+            # The flag is per thread and outlives the call, so it is put back after.
+            torch.set_flush_denormal(True)
+        try:
+            return self._fit(model, bundle, normaliser, history, optimizer_state)
+        finally:
+            if flush:
+                torch.set_flush_denormal(False)
+
+    def _fit(self, model: Autoencoder, bundle: DataBundle, normaliser: Normaliser,
+             history: list[dict] | None, optimizer_state: dict | None) -> TrainResult:
         cfg, device = self.config, self.device
         history = list(history or [])
         start_epoch = len(history)
@@ -305,9 +319,6 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
         if device.type == "cpu":
             tune_malloc()
-            # Denormal floats take a slow microcode path on x86; tiny activations and
-            # Adam moments produce them (measured 1.1-3x on the dense presets here).
-            torch.set_flush_denormal(True)
         channels_last = device.type == "cpu" and has_conv(model)
         model.to(device)
         if channels_last:

@@ -316,3 +316,11 @@ def test_bf16_trains_or_is_refused_with_a_reason(small):
 def test_train_config_refuses_bad_values(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)
+
+
+def test_fit_leaves_the_threads_denormal_handling_as_it_found_it(small):
+    import numpy as np
+
+    tiny = np.float32(1e-40)  # a denormal: flushed to zero while the trainer's flag is on
+    Trainer(cfg(epochs=1)).fit(dense(), small, Normaliser("unit"))
+    assert torch.tensor([tiny]).mul(1.0).item() != 0.0
