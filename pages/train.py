@@ -169,12 +169,12 @@ with form_col:
                 kind = st.selectbox("Model family", kind_names, index=kind_names.index(base_cfg.kind)
                                     if base_cfg.kind in kind_names else 0, key=f"tr_kind_{preset}", disabled=not design)
                 start_cfg = base_cfg if kind == base_cfg.kind else None
-                values = {}
-                for f in model_fields(kind, start_cfg):
-                    if f.name == "latent_dim":
-                        continue  # set above as "Code size"
-                    values[f.name] = _field_widget(f, f"tr_m_{preset}_{dataset}_{kind}_{f.name}")
-                if design:
+                if design:  # the fields are drawn only when used: every run of this page is cheaper
+                    values = {}
+                    for f in model_fields(kind, start_cfg):
+                        if f.name == "latent_dim":
+                            continue  # set above as "Code size"
+                        values[f.name] = _field_widget(f, f"tr_m_{preset}_{dataset}_{kind}_{f.name}")
                     custom = {"kind": kind, **unflatten(values), "input_shape": list(bundle.sample_shape)}
                     if latent is not None:
                         custom["latent_dim"] = latent
