@@ -30,6 +30,8 @@ ACTIVE = ("queued", "preparing", "running", "saving")
 # so how often a job takes a snapshot of reconstructions and codes for it. Each poll
 # costs the trainer CPU time (bench/speed.py's dashboard row measures it).
 LIVE_POLL_S = 1.5
+# Validation items whose codes a live snapshot carries (the Train page's scatter).
+LIVE_SNAPSHOT_ITEMS = 256
 # Steps kept for the live loss curve: older points are thinned (every other one
 # dropped) rather than the list growing without bound on a long run.
 MAX_STEP_POINTS = 2000
@@ -176,7 +178,8 @@ class TrainingJob:
                     resume = store.load(self.resume_from, with_optimizer=True)
                     self._set(epoch=len(resume.history))
                 tm, result, _ = workflow.train(self.request, callbacks=[self], stop_event=self.stop_event,
-                                               snapshot_every_s=self.snapshot_every_s, resume=resume)
+                                               snapshot_every_s=self.snapshot_every_s, resume=resume,
+                                               snapshot_items=LIVE_SNAPSHOT_ITEMS)
                 self._set(result=result)
                 saved = None
                 if result.epochs_run > 0 and result.status != "failed":

@@ -126,7 +126,7 @@ def _dark_background(bundle: DataBundle) -> bool | None:
 
 def train(request: TrainRequest, callbacks=(), stop_event: threading.Event | None = None,
           snapshot_every_s: float | None = None, resume: TrainedModel | None = None,
-          evaluate_after: bool = True) -> tuple[TrainedModel, TrainResult, DataBundle]:
+          evaluate_after: bool = True, snapshot_items: int = 500) -> tuple[TrainedModel, TrainResult, DataBundle]:
     """Train a preset (or a custom model) and evaluate it on the test split.
 
     With ``resume``, training continues from a saved model's weights, history
@@ -145,7 +145,7 @@ def train(request: TrainRequest, callbacks=(), stop_event: threading.Event | Non
         tm.model.train()
     else:
         bundle, tm, train_cfg = prepare(request)
-    trainer = Trainer(train_cfg, callbacks, stop_event, snapshot_every_s)
+    trainer = Trainer(train_cfg, callbacks, stop_event, snapshot_every_s, snapshot_items)
     result = trainer.fit(tm.model, bundle, tm.normaliser, history=tm.history,
                          optimizer_state=tm.optimizer_state if resume is not None else None)
     tm.history = result.history

@@ -392,7 +392,7 @@ class Worker:
         reruns only the live fragment, so this charges the dashboard more than it costs."""
         import threading
 
-        from aecore.jobs import TrainingJob
+        from aecore.jobs import LIVE_SNAPSHOT_ITEMS, TrainingJob
         from aecore.train import Trainer
         from aecore.workflow import TrainRequest
 
@@ -411,7 +411,8 @@ class Worker:
 
         def run():
             for _ in range(50):
-                res = Trainer(cfg, [job, cb], stop_event=stop, snapshot_every_s=poll_s).fit(
+                res = Trainer(cfg, [job, cb], stop_event=stop, snapshot_every_s=poll_s,
+                              snapshot_items=LIVE_SNAPSHOT_ITEMS).fit(
                     s["model"], s["bundle"], s["normaliser"])
                 status["last"] = res.status
                 if cb.done or res.status in ("diverged", "failed"):
