@@ -164,3 +164,17 @@ def test_any_page_of_the_session_keeps_its_run_alive(empty_store):
     finally:
         job.stop()
         job.join(30)
+
+
+def test_out_of_range_hyper_parameters_are_refused_before_training(empty_store):
+    at = start(open_page("train"), epochs=1, name="base")
+    wait_done(at)
+    at.radio(key="tr_mode").set_value("Continue a saved model").run()
+    at.text_input(key="tr_resume_lr").set_value("abc").run()
+    assert not at.exception
+    assert any("check the form" in e.value for e in at.error) and at.button(key="tr_start").disabled
+    at.text_input(key="tr_resume_lr").set_value("-1").run()
+    at.button(key="tr_start").click().run()
+    assert not at.exception
+    assert any("learning rate must be a number above 0" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(ModelStore(empty_store).load("base").history) == 1  # nothing trained
