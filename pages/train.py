@@ -101,6 +101,8 @@ def _start(request: TrainRequest, name: str, resume_from: str | None = None, ove
         st.session_state["tr_error"] = str(e)
         return
     st.session_state.pop("tr_error", None)
+    if not resume_from:  # the next run from this form gets a fresh default name
+        st.session_state.pop(f"tr_name_{request.preset}_{request.dataset}", None)
     st.session_state["tr_job"] = new.id
     remember_job(new.id)
     st.query_params[JOB_PARAM] = new.id
@@ -186,8 +188,12 @@ with form_col:
                                    data_dir=DATA_DIR, model=custom,
                                    train_overrides={"lr_schedule": schedule, "weight_decay": wd})
             request.train_config()  # out-of-range values are reported before the button is pressed
-            name = st.text_input("Save as", default_name(preset, dataset), key=f"tr_name_{preset}_{dataset}",
-                                 help="Letters, digits, '.', '_' and '-'.")
+            name_key = f"tr_name_{preset}_{dataset}"
+            if name_key not in st.session_state:
+                # Set once, not passed as the widget's value: a default that changes (it holds the
+                # time) would make Streamlit reset what the user typed on the next rerun.
+                st.session_state[name_key] = default_name(preset, dataset)
+            name = st.text_input("Save as", key=name_key, help="Letters, digits, '.', '_' and '-'.")
             overwrite = st.checkbox("Overwrite a model of the same name", key="tr_overwrite")
         else:
             names = [i.name for i in store().list() if i.ok]

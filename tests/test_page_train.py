@@ -178,3 +178,18 @@ def test_out_of_range_hyper_parameters_are_refused_before_training(empty_store):
     assert not at.exception
     assert any("learning rate must be a number above 0" in e.value for e in at.error), [e.value for e in at.error]
     assert len(ModelStore(empty_store).load("base").history) == 1  # nothing trained
+
+
+def test_a_typed_name_survives_reruns_and_the_next_run_gets_a_fresh_default(empty_store):
+    at = open_page("train")
+    at.selectbox(key="tr_preset").set_value("vanilla").run()
+    box = "tr_name_vanilla_digits"
+    at.text_input(key=box).set_value("my-name").run()
+    time.sleep(1.1)  # the default name holds the time: a changing default must not reset the box
+    at.run()
+    assert at.text_input(key=box).value == "my-name"
+    at.number_input(key="tr_epochs").set_value(1).run()
+    at.button(key="tr_start").click().run()
+    wait_done(at)
+    assert ModelStore(empty_store).exists("my-name")
+    assert at.text_input(key=box).value.startswith("vanilla-digits-")
