@@ -147,7 +147,7 @@ def test_train_a_preset_to_completion_and_reattach(page, server, console, flow):
         page.get_by_role("button", name="Train", exact=True).click()
         progress = page.get_by_text(f"done: epoch {EPOCHS}/{EPOCHS}")
         expect(progress).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
-        saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved as")
+        saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved as").first  # a fragment rerun may briefly show two
         expect(saved).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
         flow["model"] = re.search(r"Saved as '([^']+)'", saved.inner_text()).group(1)
         match = re.search(r"[?&]job=([\w-]+)", page.url)

@@ -177,7 +177,7 @@ def run_load(tmp_path: Path, sessions: int, trainers: int, seconds: float) -> di
                 expect(page.get_by_text(re.compile(r"^running: epoch"))).to_be_visible(timeout=TIMEOUT_MS)
                 page.locator(".st-key-tr_stop button").click()
                 expect(page.get_by_text(re.compile(r"^stopped: epoch"))).to_be_visible(timeout=TIMEOUT_MS)
-                saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text=f"Saved as '{name}'")
+                saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text=f"Saved as '{name}'").first
                 expect(saved).to_be_visible(timeout=TIMEOUT_MS)
 
             # The abandoned run: stopped by the server's janitor and saved as far as it got.
