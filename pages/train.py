@@ -23,6 +23,7 @@ from aecore.workflow import TrainRequest, resume_request
 from pages._common import (
     DATA_DIR,
     MODEL_KEY,
+    MY_JOBS,
     available_datasets,
     enlarge,
     ensure_navigation,
@@ -51,6 +52,8 @@ if JOB_PARAM in st.query_params and reg.get(st.query_params[JOB_PARAM]) is None:
 job_id = st.query_params.get(JOB_PARAM) or st.session_state.get("tr_job")
 job = reg.get(job_id)
 running = job is not None and job.view().active
+if running and job.id not in st.session_state.get(MY_JOBS, []):
+    remember_job(job.id)  # a reload or a shared link adopts the run: this session now keeps it alive
 
 
 def _devices() -> list[str]:

@@ -28,7 +28,7 @@ from playwright.sync_api import expect  # noqa: E402
 from aecore.store import ModelStore  # noqa: E402
 
 TIMEOUT_MS = 90_000  # two runs train on two cores while the pages load: be patient
-ABANDON_S = 15  # the server stops a run nobody looks at after this long (AECORE_ABANDON_AFTER_S)
+ABANDON_S = 45  # the server stops a run nobody looks at after this long (AECORE_ABANDON_AFTER_S)
 RSS_LIMIT_MB = 3000  # the stated bound for the server's resident memory under this load
 
 
@@ -159,8 +159,8 @@ def run_load(tmp_path: Path, sessions: int, trainers: int, seconds: float) -> di
                 rounds += 1
                 # the trainers switch away and come back by URL, as a user does
                 for page, name, job in runners:
-                    if rounds % 2:
-                        page.goto(server.url + "/latent")
+                    if rounds % 2:  # away through the sidebar (same session), back by URL (a reload)
+                        page.get_by_role("link", name="Latent space").click()
                     else:
                         page.goto(f"{server.url}/train?job={job}")
                         expect(page.get_by_role("heading", name=name)).to_be_visible(timeout=TIMEOUT_MS)
