@@ -64,9 +64,14 @@ def start_run(page, url: str, name: str) -> str:
         box.press("Enter")
         expect(box).to_have_value(str(value))
     box = page.locator(".st-key-tr_name_vanilla_digits input")
-    box.fill(name)
-    box.press("Enter")
-    wait_idle(page, TIMEOUT_MS)
+    for _ in range(3):  # text typed while a rerun is still drawing can be replaced by the server's value
+        wait_idle(page, TIMEOUT_MS)
+        box.fill(name)
+        box.press("Enter")
+        wait_idle(page, TIMEOUT_MS)
+        if box.input_value() == name:
+            break
+    expect(box).to_have_value(name)
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.get_by_text(re.compile(r"^(queued|preparing|running):"))).to_be_visible(timeout=TIMEOUT_MS)
     m = re.search(r"[?&]job=([\w-]+)", page.url)
