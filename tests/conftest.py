@@ -161,3 +161,21 @@ def open_page(page: str, timeout: float = 60, **session):
     at.switch_page(f"pages/{page}.py")
     at.run()
     return at
+
+
+@pytest.fixture
+def media(monkeypatch):
+    """file id -> bytes of every media file the app stores: AppTest's image protos carry only a URL."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        if isinstance(path_or_data, bytes):
+            files[file_id] = path_or_data
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files

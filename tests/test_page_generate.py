@@ -19,24 +19,6 @@ H = W = 8  # sklearn digits
 PAD = 2  # analysis.image_grid's default
 
 
-@pytest.fixture
-def media(monkeypatch):
-    """file id -> bytes of every media file the app stores: AppTest's image protos carry only a URL."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-
-    files: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        file_id = original(self, path_or_data, mimetype, kind, filename)
-        if isinstance(path_or_data, bytes):
-            files[file_id] = path_or_data
-        return file_id
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    return files
-
-
 def image(at, media, caption_start: str) -> np.ndarray:
     """The pixels of the one image whose caption starts with ``caption_start``."""
     urls = [i.url for el in at.get("image") for i in el.proto.imgs if i.caption.startswith(caption_start)]
