@@ -198,7 +198,7 @@ def cpu_info() -> dict:
 
 VARIANTS = {
     "aecore": "aecore Trainer, CLI defaults (fp32)",
-    "aecore-dashboard": "aecore Trainer as the dashboard runs it (job thread, live snapshots, Train page polled)",
+    "aecore-dashboard": "aecore Trainer as the dashboard runs it (job process, live snapshots relayed, Train page polled)",
     "aecore-bf16": "aecore Trainer, precision=bf16",
     "aecore-fastpath": "aecore Trainer, fp32 + fastpath (oneDNN linear)",
     "aecore-ompdefault": "aecore Trainer, CLI defaults, but torch loaded before aecore: OpenMP's default wait policy",
@@ -290,7 +290,8 @@ class Worker:
               arch: str | None = None) -> dict:
 
 
-        self.s = {"preset": preset}
+        self.s = {"preset": preset, "setup": {"preset": preset, "n": n, "n_test": n_test, "seed": seed,
+                                              "batch_size": batch_size}}
         bundle = synthetic_bundle(preset, n, n_test, seed)
         if arch == "pythae-ae":
             return self._setup_pythae_arch(bundle, seed, batch_size)
@@ -386,39 +387,36 @@ class Worker:
         return {"images": cb.images, "seconds": cb.t, "steps": cb.steps, "status": statuses[-1]}
 
     def _dashboard_window(self, seconds, warm, min_steps):
-        """The dashboard's path: the Trainer in a job thread (TrainingJob's callbacks, a snapshot
-        every poll interval), while this thread runs the Train page attached to the job once per
-        poll interval through Streamlit's AppTest. AppTest reruns the whole page where the browser
-        reruns only the live fragment, so this charges the dashboard more than it costs."""
+        """The dashboard's path: the job's own training process (aecore.jobs.run_in_process, as
+        the Train button starts it) trains the same synthetic data with live snapshots relayed
+        to the job, while this process runs the Train page attached to the job once per poll
+        interval through Streamlit's AppTest. AppTest reruns the whole page where the browser
+        reruns only the live fragment, so this charges the dashboard more than it costs. The
+        window is timed inside the training process, after its set-up and warm-up steps."""
         import threading
 
-        from aecore.jobs import LIVE_SNAPSHOT_ITEMS, TrainingJob
-        from aecore.train import Trainer
+        import torch
+
+        from aecore.jobs import TrainingJob, run_in_process
         from aecore.workflow import TrainRequest
 
         s = self.s
-        cfg = dataclasses.replace(s["cfg"], epochs=100_000)
-        n_train = len(s["bundle"].train)
-        bs = min(cfg.batch_size, n_train)
-        stop = threading.Event()
         poll_s = _train_page_poll_s()
         seconds = max(seconds, 4 * poll_s)  # a window sees several page polls and snapshots
-        cb = _TrainerWindow(stop, seconds, warm, min_steps, n_train, bs, cfg.drop_last)
         job = TrainingJob(f"bench-{s['preset']}", TrainRequest(preset=s["preset"], dataset="synthetic"),
-                          f"bench-{s['preset']}", "cpu", stop_event=stop, epochs=cfg.epochs)
+                          f"bench-{s['preset']}", "cpu", epochs=100_000)
         at = _train_page_for(job)
-        status = {}
+        payload = {"setup": s["setup"], "threads": torch.get_num_threads(), "seconds": seconds, "warm": warm,
+                   "min_steps": min_steps, "poll_s": poll_s}
+        out = {}
 
-        def run():
-            for _ in range(50):
-                res = Trainer(cfg, [job, cb], stop_event=stop, snapshot_every_s=poll_s,
-                              snapshot_items=LIVE_SNAPSHOT_ITEMS).fit(
-                    s["model"], s["bundle"], s["normaliser"])
-                status["last"] = res.status
-                if cb.done or res.status in ("diverged", "failed"):
-                    break
+        def train():
+            try:
+                out.update(run_in_process("speed:dashboard_target", payload, job))
+            except Exception:
+                out["error"] = traceback.format_exc()
 
-        th = threading.Thread(target=run, daemon=True)
+        th = threading.Thread(target=train, daemon=True)
         th.start()
         polls, errors = 0, []
         while th.is_alive():
@@ -427,8 +425,10 @@ class Worker:
             polls += 1
             errors += [e.value for e in at.exception]
             th.join(max(0.0, poll_s - (time.perf_counter() - t0)))
-        return {"images": cb.images, "seconds": cb.t, "steps": cb.steps, "status": status.get("last"),
-                "page_polls": polls, "page_errors": errors[:3]}
+        if "images" not in out:
+            raise RuntimeError(f"the dashboard's training process failed: {out.get('error') or out}")
+        return {"images": out["images"], "seconds": out["seconds"], "steps": out["steps"],
+                "status": out["status"], "page_polls": polls, "page_errors": errors[:3]}
 
     def _loop_window(self, seconds, warm, min_steps):
         s = self.s
@@ -631,6 +631,29 @@ def _train_page_for(job):
     return at
 
 
+def dashboard_target(payload, relay, stop):
+    """The dashboard row's training process (run by aecore.jobs.run_in_process): aecore's
+    Trainer with the job's relay and live snapshots, timed by a _TrainerWindow."""
+    from aecore.jobs import LIVE_SNAPSHOT_ITEMS
+    from aecore.train import Trainer
+
+    w = Worker("aecore", payload["threads"])
+    w.setup(**payload["setup"])
+    s = w.s
+    cfg = dataclasses.replace(s["cfg"], epochs=100_000)
+    n_train = len(s["bundle"].train)
+    bs = min(cfg.batch_size, n_train)
+    cb = _TrainerWindow(stop, payload["seconds"], payload["warm"], payload["min_steps"], n_train, bs, cfg.drop_last)
+    status = None
+    for _ in range(50):  # a fit that ends early (early stopping) is simply continued
+        res = Trainer(cfg, [relay, cb], stop_event=stop, snapshot_every_s=payload["poll_s"],
+                      snapshot_items=LIVE_SNAPSHOT_ITEMS).fit(s["model"], s["bundle"], s["normaliser"])
+        status = res.status
+        if cb.done or res.status in ("diverged", "failed"):
+            break
+    return {"images": cb.images, "seconds": cb.t, "steps": cb.steps, "status": status}
+
+
 def worker_main(conn, variants: list[str], threads: int, aecore_first: bool) -> None:
     try:
         if aecore_first:
@@ -679,7 +702,9 @@ class Pool:
                 continue
             name = next(g for g, vs in PROCESS_GROUPS.items() if vs == group)
             a, b = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(b, members, threads, name in AECORE_FIRST), daemon=True)
+            # Not daemonic: the dashboard row's worker starts the job's training process, as the
+            # server does (a daemonic process may not have children); close() ends them all.
+            p = ctx.Process(target=worker_main, args=(b, members, threads, name in AECORE_FIRST), daemon=False)
             # A spawned child starts with os.environ as it is now; importing aecore in this
             # process has set OMP_WAIT_POLICY, so give every child the user's own value back.
             current = os.environ.get("OMP_WAIT_POLICY")

@@ -161,6 +161,58 @@ def test_the_janitor_stops_runs_nobody_looks_at(tmp_path):
     reg.start_janitor(every_s=0.1)
     reg.start_janitor(every_s=0.1)  # idempotent: one thread
     job = reg.submit(req(10_000), "left-alone")
+    deadline = time.time() + 60
+    while job.view().epoch < 1 and time.time() < deadline:  # a page watches it start, then goes away
+        job.touch()
+        time.sleep(0.05)
     assert job.join(30), "the janitor did not stop an abandoned run"
     assert job.view().status == "stopped" and ModelStore(tmp_path).exists("left-alone")
     assert sum(t.name == "aecore-job-janitor" for t in threading.enumerate()) >= 1
+
+
+# --- the training process --------------------------------------------------------------
+def bare_job(name="j"):
+    from aecore.jobs import TrainingJob
+
+    return TrainingJob("t" + name, req(1), name, "cpu")
+
+
+def test_runs_train_in_their_own_process_and_relay_progress(reg):
+    import os
+
+    job = reg.submit(req(2), "elsewhere", snapshot_every_s=0.0)
+    assert job.join(120)
+    v = job.view()
+    assert v.status == "done", v.message
+    assert job.result["pid"] != os.getpid() and job.exit_code == 0
+    assert [h["epoch"] for h in v.history] == [1, 2] and v.steps and v.snapshot is not None
+
+
+def test_a_training_process_that_dies_fails_the_job_with_a_message():
+    from aecore.jobs import run_in_process
+
+    job = bare_job()
+    out = run_in_process("job_targets:die", None, job)
+    assert out["status"] == "failed"
+    assert "ended unexpectedly" in out["message"] and "signal 9" in out["message"]
+    assert job.view().message == "about to die"  # what it sent before dying arrived
+    assert job.exit_code == -9
+
+
+def test_a_bug_in_the_training_process_comes_back_with_its_trace():
+    from aecore.jobs import run_in_process
+
+    out = run_in_process("job_targets:boom", 7, bare_job())
+    assert out["status"] == "failed" and "RuntimeError: boom 7" in out["message"]
+    assert "Traceback" in out["error"] and "job_targets.py" in out["error"]
+
+
+def test_the_jobs_stop_reaches_its_process():
+    from aecore.jobs import run_in_process
+
+    job = bare_job()
+    threading.Timer(1.0, job.stop).start()
+    t0 = time.time()
+    out = run_in_process("job_targets:wait_for_stop", 60.0, job)
+    assert out["status"] == "stopped" and time.time() - t0 < 30
+    assert job.view().status == "running"  # relayed before the stop
