@@ -169,3 +169,28 @@ def test_line_chart_without_matplotlib(tmp_path, monkeypatch):
     # degenerate input (one point, non-finite values) still draws
     assert q.line_chart(tmp_path / "d.png", [{"label": "x", "x": [1], "y": [float("nan")]}], "t", "x", "y") == "pil"
     assert (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_merge_folds_a_parallel_runs_rows_and_figures_into_the_table(quality_run, tmp_path):
+    """Rows run in another process (--out elsewhere) join the table with their figures."""
+    other = tmp_path / "other"
+    args = ["bench/quality.py", "--data-dir", str(quality_run["data_dir"]), "--out", str(other),
+            "--store", str(quality_run["store"]), "--limit", "300", "--epochs", "1", "--eval-limit", str(N_EVAL),
+            "--threads", "1", "--only", "conv"]
+    proc = run_python(args, timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    main = tmp_path / "main"
+    main.mkdir()
+    for f in ("results.json",):
+        (main / f).write_text((quality_run["out"] / f).read_text())
+    proc = run_python(["bench/quality.py", "--out", str(main), "--merge", str(other)], timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((main / "results.json").read_text())
+    assert sorted(doc["experiments"]) == sorted([*EXPS, "conv"])  # nothing lost, the new row added
+    assert doc["experiments"]["conv"] == json.loads((other / "results.json").read_text())["experiments"]["conv"]
+    assert any("--only conv" in r["command"] for r in doc["runs"])
+    for fig in doc["experiments"]["conv"]["figures"]:
+        assert (main / fig).read_bytes() == (other / fig).read_bytes()
+    md = (main / "results.md").read_text()
+    assert "| conv |" in md and "| basic-softplus |" in md
+    assert (main / "figures" / "code-size.png").is_file()  # charts redrawn from the merged rows
