@@ -145,7 +145,7 @@ def test_train_a_preset_to_completion_and_reattach(page, server, console, flow):
         wait_idle(page, TIMEOUT_MS)
 
         page.get_by_role("button", name="Train", exact=True).click()
-        progress = page.get_by_text(f"done: epoch {EPOCHS}/{EPOCHS}")
+        progress = page.get_by_text(f"done: epoch {EPOCHS}/{EPOCHS}").first  # a fragment rerun may briefly show two
         expect(progress).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
         saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved as").first  # a fragment rerun may briefly show two
         expect(saved).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
@@ -162,7 +162,7 @@ def test_train_a_preset_to_completion_and_reattach(page, server, console, flow):
 
         # A reload is a new browser session: the run is found again through the URL.
         page.reload()
-        expect(page.get_by_text(f"done: epoch {EPOCHS}/{EPOCHS}")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.get_by_text(f"done: epoch {EPOCHS}/{EPOCHS}").first).to_be_visible(timeout=TIMEOUT_MS)
         expect(page.get_by_role("heading", name=flow["model"])).to_be_visible()
         assert f"job={flow['job']}" in page.url
         no_exception(page)
