@@ -116,7 +116,7 @@ def encode(tm: TrainedModel, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> 
     out = []
     with _eval_mode(tm.model):
         for i in _batches(len(x), batch_size):
-            out.append(tm.model.embed(_model_input(tm, x[i:i + batch_size])).float().cpu().numpy())
+            out.append(tm.model.embed(_model_input(tm, x[i : i + batch_size])).float().cpu().numpy())
     if not out:
         return np.zeros((0, tm.model.latent_dim), np.float32)
     return np.concatenate(out)
@@ -130,7 +130,7 @@ def reconstruct(tm: TrainedModel, x: np.ndarray, batch_size: int = DEFAULT_BATCH
     out = []
     with _eval_mode(tm.model):
         for i in _batches(len(x), batch_size):
-            out.append(_model_output(tm, tm.model.reconstruct(_model_input(tm, x[i:i + batch_size]))))
+            out.append(_model_output(tm, tm.model.reconstruct(_model_input(tm, x[i : i + batch_size]))))
     if _is_sequence(tm):
         return np.concatenate(out) if out else np.zeros((0, tm.model.config.output_len), np.int64)
     rec = np.concatenate(out) if out else np.zeros(x.shape, np.float32)
@@ -152,7 +152,7 @@ def decode(tm: TrainedModel, z: np.ndarray, batch_size: int = DEFAULT_BATCH) -> 
     out = []
     with _eval_mode(tm.model):
         for i in _batches(len(z), batch_size):
-            zb = torch.as_tensor(z[i:i + batch_size], device=_device(tm))
+            zb = torch.as_tensor(z[i : i + batch_size], device=_device(tm))
             out.append(_model_output(tm, _decode_tensor(tm, zb)))
     return np.concatenate(out)
 
@@ -192,8 +192,9 @@ def latent_ranges(tm: TrainedModel, codes: np.ndarray | None = None) -> np.ndarr
     if tm.model.is_variational:
         return np.tile(np.array(VAE_PRIOR_RANGE, np.float32), (d, 1))
     if codes is None:
-        raise ConfigError("this model is not variational: pass codes of some data (from encode) "
-                          "to know where its latent values lie.")
+        raise ConfigError(
+            "this model is not variational: pass codes of some data (from encode) to know where its latent values lie."
+        )
     codes = np.asarray(codes, dtype=np.float64).reshape(len(codes), -1)  # (N, ...) -> (N, latent_dim)
     if codes.shape[1] != d or len(codes) == 0:
         raise ConfigError(f"expected codes of shape (N, {d}) with N >= 1; got {codes.shape}.")
@@ -207,9 +208,14 @@ def latent_ranges(tm: TrainedModel, codes: np.ndarray | None = None) -> np.ndarr
     return np.stack([lo, hi], 1).astype(np.float32)
 
 
-def latent_grid(tm: TrainedModel, dims: tuple[int, int] = (0, 1), n: int = 10,
-                ranges: np.ndarray | None = None, base: np.ndarray | None = None,
-                codes: np.ndarray | None = None) -> np.ndarray:
+def latent_grid(
+    tm: TrainedModel,
+    dims: tuple[int, int] = (0, 1),
+    n: int = 10,
+    ranges: np.ndarray | None = None,
+    base: np.ndarray | None = None,
+    codes: np.ndarray | None = None,
+) -> np.ndarray:
     """Decode an n x n grid over two latent dimensions: (n, n, *sample_shape).
 
     ``grid[i, j]`` decodes the code ``base`` with ``dims[0]`` set to the i-th and
@@ -250,8 +256,9 @@ def latent_grid(tm: TrainedModel, dims: tuple[int, int] = (0, 1), n: int = 10,
 
 
 # --- errors and baselines ------------------------------------------------------------
-def per_item_errors(tm: TrainedModel, x: np.ndarray, target: np.ndarray | None = None,
-                    batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+def per_item_errors(
+    tm: TrainedModel, x: np.ndarray, target: np.ndarray | None = None, batch_size: int = DEFAULT_BATCH
+) -> np.ndarray:
     """Per-item mean squared error in display space (N,): the anomaly score.
 
     ``target`` is what the reconstruction is compared with (default ``x``). A
@@ -273,13 +280,14 @@ def per_item_errors(tm: TrainedModel, x: np.ndarray, target: np.ndarray | None =
     ref = ref.reshape(len(ref), d)
     out = np.empty(len(ref), np.float32)
     for i in _batches(len(ref), batch_size):  # float64 differences, one batch at a time
-        diff = rec[i:i + batch_size].astype(np.float64) - ref[i:i + batch_size]
-        out[i:i + batch_size] = np.mean(diff * diff, axis=1)
+        diff = rec[i : i + batch_size].astype(np.float64) - ref[i : i + batch_size]
+        out[i : i + batch_size] = np.mean(diff * diff, axis=1)
     return out
 
 
-def sequence_accuracy(tm: TrainedModel, x: np.ndarray, target: np.ndarray,
-                      batch_size: int = DEFAULT_BATCH) -> dict[str, float]:
+def sequence_accuracy(
+    tm: TrainedModel, x: np.ndarray, target: np.ndarray, batch_size: int = DEFAULT_BATCH
+) -> dict[str, float]:
     """Exact-match rate of whole sequences and rate of correct tokens."""
     if not _is_sequence(tm):
         raise ConfigError("sequence accuracy applies to a sequence model only.")
@@ -327,8 +335,11 @@ class PCA:
 
     @property
     def explained_variance_ratio(self) -> np.ndarray:
-        return self.explained_variance / self.total_variance if self.total_variance > 0 \
+        return (
+            self.explained_variance / self.total_variance
+            if self.total_variance > 0
             else np.zeros_like(self.explained_variance)
+        )
 
     def _flat(self, x) -> np.ndarray:
         x = _as_numpy(x)
@@ -388,9 +399,9 @@ def pca_errors(pca: PCA, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.n
     flat = pca._flat(x)
     out = np.empty(len(flat), np.float32)
     for i in _batches(len(flat), batch_size):
-        xb = flat[i:i + batch_size].astype(np.float64)
+        xb = flat[i : i + batch_size].astype(np.float64)
         rec = ((xb - pca.mean) @ pca.components.T) @ pca.components + pca.mean
-        out[i:i + batch_size] = np.mean((rec - xb) ** 2, axis=1)
+        out[i : i + batch_size] = np.mean((rec - xb) ** 2, axis=1)
     return out
 
 
@@ -401,8 +412,14 @@ def compression_ratio(sample_shape: Sequence[int], latent_dim: int) -> float:
     return math.prod(sample_shape) / latent_dim
 
 
-def linear_probe(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
-                 test_labels: np.ndarray, max_iter: int = 1000, seed: int = 0) -> float:
+def linear_probe(
+    train_codes: np.ndarray,
+    train_labels: np.ndarray,
+    test_codes: np.ndarray,
+    test_labels: np.ndarray,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> float:
     """Test accuracy of a logistic regression on standardised codes: how much of
     the label a linear read-out finds in the code (the encoder as a feature extractor)."""
     from sklearn.linear_model import LogisticRegression
@@ -441,8 +458,9 @@ def project_2d(codes: np.ndarray, method: str = "pca", seed: int = 0, max_items:
         p = pca_fit(c, 2, max_items=max(max_items, 20000), seed=seed).transform(c)
         return np.pad(p, ((0, 0), (0, 2 - p.shape[1])))  # a single item gives one component
     if n > max_items:
-        raise ConfigError(f"t-SNE on {n:,} items would take too long; subsample to at most {max_items:,} "
-                          "(or use method='pca').")
+        raise ConfigError(
+            f"t-SNE on {n:,} items would take too long; subsample to at most {max_items:,} (or use method='pca')."
+        )
     if n < 4:
         raise ConfigError("t-SNE needs at least 4 items.")
     from sklearn.manifold import TSNE
@@ -475,12 +493,19 @@ def _paste(tiles: np.ndarray, rows: int, cols: int, pad: int, pad_value: int) ->
     for i in range(n):
         r, c = divmod(i, cols)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
-        out[y:y + h, x:x + w] = tiles[i]
+        out[y : y + h, x : x + w] = tiles[i]
     return out
 
 
-def weight_tiles(weight: torch.Tensor | np.ndarray, sample_shape: Sequence[int], max_tiles: int = 400,
-                 cols: int | None = None, pad: int = 1, min_tile: int = 15, pad_value: int = 255) -> np.ndarray:
+def weight_tiles(
+    weight: torch.Tensor | np.ndarray,
+    sample_shape: Sequence[int],
+    max_tiles: int = 400,
+    cols: int | None = None,
+    pad: int = 1,
+    min_tile: int = 15,
+    pad_value: int = 255,
+) -> np.ndarray:
     """The first layer's weights drawn as images: uint8 (H, W), or (H, W, 3) for RGB.
 
     Dense weights (units, input_dim) show each unit's weights as an image of the
@@ -551,7 +576,7 @@ def image_grid(rows: list[np.ndarray], pad: int = 2, pad_value: float = 1.0) -> 
     c = 3 if rgb else 1
     tiles = np.full((len(prepared) * n, c, h, w), pad_value, np.float32)
     for i, a in enumerate(prepared):
-        tiles[i * n:i * n + len(a)] = a  # a grey row broadcasts to RGB here
+        tiles[i * n : i * n + len(a)] = a  # a grey row broadcasts to RGB here
     img = _to_uint8(tiles).transpose(0, 2, 3, 1)  # (n, c, h, w) -> (n, h, w, c)
     img = img if rgb else img[..., 0]
     return _paste(img, len(prepared), n, pad, int(_to_uint8(np.float32(pad_value))))
@@ -563,7 +588,22 @@ def recon_grid(originals: np.ndarray, reconstructions: np.ndarray, n: int = 10, 
 
 
 __all__ = [
-    "PCA", "compression_ratio", "decode", "encode", "image_grid", "interpolate", "latent_grid",
-    "latent_ranges", "linear_probe", "pca_errors", "pca_fit", "per_item_errors", "project_2d", "psnr",
-    "recon_grid", "reconstruct", "sequence_accuracy", "weight_tiles",
+    "PCA",
+    "compression_ratio",
+    "decode",
+    "encode",
+    "image_grid",
+    "interpolate",
+    "latent_grid",
+    "latent_ranges",
+    "linear_probe",
+    "pca_errors",
+    "pca_fit",
+    "per_item_errors",
+    "project_2d",
+    "psnr",
+    "recon_grid",
+    "reconstruct",
+    "sequence_accuracy",
+    "weight_tiles",
 ]

@@ -40,8 +40,9 @@ def outlier_set(x: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
     image = x.ndim == 4
     allowed = IMAGE_KINDS if image else VECTOR_KINDS
     if kind not in allowed:
-        raise ConfigError(f"outlier kind for {'images' if image else 'points'} must be one of "
-                          f"{', '.join(allowed)}; got {kind!r}.")
+        raise ConfigError(
+            f"outlier kind for {'images' if image else 'points'} must be one of {', '.join(allowed)}; got {kind!r}."
+        )
     rng = np.random.default_rng(seed)
     if kind == "invert":
         return 1.0 - x
@@ -91,7 +92,7 @@ def auroc(normal_scores: np.ndarray, outlier_scores: np.ndarray) -> float:
     values, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     ranks = (ends - (counts - 1) / 2.0)[inverse]
-    u = ranks[a.size:].sum() - b.size * (b.size + 1) / 2.0
+    u = ranks[a.size :].sum() - b.size * (b.size + 1) / 2.0
     return float(u / (a.size * b.size))
 
 
@@ -103,5 +104,13 @@ def worst(errors: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-e, kind="stable")[:k]
 
 
-__all__ = ["IMAGE_KINDS", "OUTLIER_KINDS", "VECTOR_KINDS", "auroc", "flagged_fraction", "outlier_set",
-           "threshold_at", "worst"]
+__all__ = [
+    "IMAGE_KINDS",
+    "OUTLIER_KINDS",
+    "VECTOR_KINDS",
+    "auroc",
+    "flagged_fraction",
+    "outlier_set",
+    "threshold_at",
+    "worst",
+]

@@ -59,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--store", help="model store folder (default: $AECORE_STORE or ./models_store)")
 
     def add_data(sp):
-        sp.add_argument("--data-dir", help="folder holding MNIST/raw, FashionMNIST/raw, KMNIST/raw "
-                                           "(default: $AECORE_DATA_DIR or ./data)")
+        sp.add_argument(
+            "--data-dir",
+            help="folder holding MNIST/raw, FashionMNIST/raw, KMNIST/raw (default: $AECORE_DATA_DIR or ./data)",
+        )
 
     sp = sub.add_parser("presets", help="list the presets")
     sp.add_argument("--json", action="store_true")
@@ -73,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("train", help="train a preset and save it")
     sp.add_argument("--preset", required=True)
-    sp.add_argument("--dataset", help="registry name or csv:PATH, idx:PATH, npz:PATH, images:PATH "
-                                      "(default: the preset's)")
+    sp.add_argument(
+        "--dataset", help="registry name or csv:PATH, idx:PATH, npz:PATH, images:PATH (default: the preset's)"
+    )
     sp.add_argument("--epochs", type=_positive_int)
     sp.add_argument("--batch-size", type=_positive_int)
     sp.add_argument("--lr", type=_positive_float)
@@ -142,25 +145,60 @@ def cmd_presets(args) -> int:
     from aecore.presets import PRESETS
 
     if args.json:
-        print(json.dumps([{"name": p.name, "seed": p.seed, "dataset": p.dataset, "summary": p.summary,
-                           "epochs": p.train.epochs, "batch_size": p.train.batch_size, "lr": p.train.lr,
-                           "notes": p.notes} for p in PRESETS.values()], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "seed": p.seed,
+                        "dataset": p.dataset,
+                        "summary": p.summary,
+                        "epochs": p.train.epochs,
+                        "batch_size": p.train.batch_size,
+                        "lr": p.train.lr,
+                        "notes": p.notes,
+                    }
+                    for p in PRESETS.values()
+                ],
+                indent=2,
+            )
+        )
         return 0
-    _print_table([[p.name, p.seed or "-", p.dataset, p.train.epochs, p.train.batch_size, p.summary]
-                  for p in PRESETS.values()], ["preset", "seed", "dataset", "epochs", "batch", "model"])
+    _print_table(
+        [[p.name, p.seed or "-", p.dataset, p.train.epochs, p.train.batch_size, p.summary] for p in PRESETS.values()],
+        ["preset", "seed", "dataset", "epochs", "batch", "model"],
+    )
     return 0
 
 
 def cmd_datasets(args) -> int:
     from aecore.data import DATASETS, resolve_data_dir
 
-    rows = [{"name": d.name, "kind": d.kind, "offline": d.builtin, "available": d.available(args.data_dir),
-             "description": d.description} for d in DATASETS.values()]
+    rows = [
+        {
+            "name": d.name,
+            "kind": d.kind,
+            "offline": d.builtin,
+            "available": d.available(args.data_dir),
+            "description": d.description,
+        }
+        for d in DATASETS.values()
+    ]
     if args.json:
         print(json.dumps({"data_dir": str(resolve_data_dir(args.data_dir)), "datasets": rows}, indent=2))
         return 0
-    _print_table([[r["name"], r["kind"], "built in" if r["offline"] else ("yes" if r["available"] else "no"),
-                   r["description"]] for r in rows], ["dataset", "kind", "available", "description"])
+    _print_table(
+        [
+            [
+                r["name"],
+                r["kind"],
+                "built in" if r["offline"] else ("yes" if r["available"] else "no"),
+                r["description"],
+            ]
+            for r in rows
+        ],
+        ["dataset", "kind", "available", "description"],
+    )
     print(f"\ndata dir: {resolve_data_dir(args.data_dir)}; your own files: csv:PATH, idx:PATH, npz:PATH, images:PATH")
     return 0
 
@@ -177,9 +215,21 @@ def cmd_models(args) -> int:
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, (int, float)) else "-"
 
-    _print_table([[i.name, i.preset or "-", i.dataset or "-", i.latent_dim or "-", fmt(i.metrics.get("test_mse")),
-                   fmt(i.metrics.get("pca_test_mse")), "" if i.ok else f"BROKEN: {i.error}"] for i in infos],
-                 ["model", "preset", "dataset", "code", "test_mse", "pca_mse", ""])
+    _print_table(
+        [
+            [
+                i.name,
+                i.preset or "-",
+                i.dataset or "-",
+                i.latent_dim or "-",
+                fmt(i.metrics.get("test_mse")),
+                fmt(i.metrics.get("pca_test_mse")),
+                "" if i.ok else f"BROKEN: {i.error}",
+            ]
+            for i in infos
+        ],
+        ["model", "preset", "dataset", "code", "test_mse", "pca_mse", ""],
+    )
     return 0
 
 
@@ -194,8 +244,13 @@ class _Progress:
         if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=info["epochs"] * info["steps_per_epoch"], unit="step", file=sys.stderr,
-                            dynamic_ncols=True, mininterval=0.5)
+            self.bar = tqdm(
+                total=info["epochs"] * info["steps_per_epoch"],
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
 
     def on_step_end(self, ev):
         if self.bar is not None:
@@ -206,8 +261,9 @@ class _Progress:
     def on_epoch_end(self, ev):
         if self.bar is not None:
             val = "-" if ev.val_loss is None else f"{ev.val_loss:.5g}"
-            self.bar.write(f"epoch {ev.epoch}/{ev.epochs}  train {ev.train_loss:.5g}  val {val}  "
-                           f"{ev.images_per_s:,.0f} img/s")
+            self.bar.write(
+                f"epoch {ev.epoch}/{ev.epochs}  train {ev.train_loss:.5g}  val {val}  {ev.images_per_s:,.0f} img/s"
+            )
 
     def on_train_end(self, result):
         if self.bar is not None:
@@ -231,10 +287,21 @@ def _train(args, dist_info) -> int:
     store = _store(args)
     resume = store.load(args.resume, with_optimizer=True) if args.resume else None
     preset = args.preset
-    request = TrainRequest(preset=preset, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-                           lr=args.lr, latent_dim=args.latent_dim, optimizer=args.optimizer,
-                           precision=args.precision, limit=args.limit, device=args.device, seed=args.seed,
-                           data_dir=args.data_dir, download=args.download)
+    request = TrainRequest(
+        preset=preset,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        latent_dim=args.latent_dim,
+        optimizer=args.optimizer,
+        precision=args.precision,
+        limit=args.limit,
+        device=args.device,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        download=args.download,
+    )
     request.preset_obj()  # unknown preset: fail before loading any data
     name = args.resume or args.name
     if name is None:
@@ -244,8 +311,9 @@ def _train(args, dist_info) -> int:
 
     validate_name(name)
     if not args.resume and store.exists(name) and not args.overwrite:
-        raise ConfigError(f"a model named {name!r} already exists; pass --overwrite, --resume {name}, "
-                          "or another --name.")
+        raise ConfigError(
+            f"a model named {name!r} already exists; pass --overwrite, --resume {name}, or another --name."
+        )
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop after this batch, keep the model
     try:
@@ -259,8 +327,13 @@ def _train(args, dist_info) -> int:
     saved = None
     if result.epochs_run > 0 or resume is not None:
         saved = store.save(name, tm, overwrite=True if args.resume else args.overwrite)
-    summary = {"name": name if saved else None, "path": str(saved) if saved else None, "status": result.status,
-               "message": result.message, **tm.metrics}
+    summary = {
+        "name": name if saved else None,
+        "path": str(saved) if saved else None,
+        "status": result.status,
+        "message": result.message,
+        **tm.metrics,
+    }
     if args.json:
         print(json.dumps(summary, indent=2, default=float))
     else:
@@ -269,8 +342,10 @@ def _train(args, dist_info) -> int:
         if saved:
             print(f"saved as {name!r} in {store.root}")
         if "test_mse" in m:
-            print(f"test MSE {m['test_mse']:.5f} (PSNR {m['psnr_db']:.2f} dB); PCA with {m['pca_components']} "
-                  f"components: {m['pca_test_mse']:.5f} ({m['pca_psnr_db']:.2f} dB); {m['images_per_s']:,.0f} img/s")
+            print(
+                f"test MSE {m['test_mse']:.5f} (PSNR {m['psnr_db']:.2f} dB); PCA with {m['pca_components']} "
+                f"components: {m['pca_test_mse']:.5f} ({m['pca_psnr_db']:.2f} dB); {m['images_per_s']:,.0f} img/s"
+            )
         elif "sequence_accuracy" in m:
             print(f"sequence accuracy {m['sequence_accuracy']:.4f}, token accuracy {m['token_accuracy']:.4f}")
     if result.status in ("diverged", "failed"):
@@ -286,8 +361,10 @@ def _model_and_data(args, dataset: str | None):
     name = dataset or tm.meta.get("dataset")
     bundle = load_dataset(name, getattr(args, "data_dir", None), seed=int(tm.meta.get("seed", 0)))
     if tuple(bundle.sample_shape) != tuple(tm.model.config.input_shape):
-        raise ConfigError(f"model {args.name!r} takes items of shape {tuple(tm.model.config.input_shape)}, "
-                          f"but {name} has {bundle.sample_shape}.")
+        raise ConfigError(
+            f"model {args.name!r} takes items of shape {tuple(tm.model.config.input_shape)}, "
+            f"but {name} has {bundle.sample_shape}."
+        )
     return tm, bundle
 
 
@@ -312,11 +389,17 @@ def cmd_score(args) -> int:
 
     tm, bundle = _model_and_data(args, args.dataset)
     s = getattr(bundle, args.split)
-    errors = analysis.per_item_errors(tm, s.x, target=s.target) if bundle.kind == "sequence" \
+    errors = (
+        analysis.per_item_errors(tm, s.x, target=s.target)
+        if bundle.kind == "sequence"
         else analysis.per_item_errors(tm, s.x)
+    )
     if args.json:
-        print(json.dumps({"model": args.name, "dataset": bundle.name, "split": args.split,
-                          "errors": [float(e) for e in errors]}))
+        print(
+            json.dumps(
+                {"model": args.name, "dataset": bundle.name, "split": args.split, "errors": [float(e) for e in errors]}
+            )
+        )
         return 0
     order = np.argsort(errors)[::-1]
     print(f"{len(errors)} items; mean error {errors.mean():.6g}, median {np.median(errors):.6g}")
@@ -342,15 +425,19 @@ def cmd_reconstruct(args) -> int:
     failures = 0
     for f in args.files:
         try:
-            prep = prepare_image(Path(f), shape, invert=args.invert,
-                                 dark_background=bool(tm.meta.get("dark_background", True)))
+            prep = prepare_image(
+                Path(f), shape, invert=args.invert, dark_background=bool(tm.meta.get("dark_background", True))
+            )
         except AecoreError as e:
             print(f"error: {e}", file=sys.stderr)
             failures += 1
             continue
         clean = prep.array
-        noisy = np.clip(clean + args.noise * rng.standard_normal(clean.shape).astype(np.float32), 0, 1) \
-            if args.noise > 0 else clean
+        noisy = (
+            np.clip(clean + args.noise * rng.standard_normal(clean.shape).astype(np.float32), 0, 1)
+            if args.noise > 0
+            else clean
+        )
         rec = analysis.reconstruct(tm, noisy[None])[0]
         panels = [clean] + ([noisy] if args.noise > 0 else []) + [rec]
         strip = np.concatenate([to_png_array(p, scale=4) for p in panels], axis=1)
@@ -378,8 +465,9 @@ def cmd_generate(args) -> int:
     if not np.all(np.isfinite(z)):
         raise ConfigError("--z values must be finite numbers.")
     if len(z) != tm.model.latent_dim:
-        raise ConfigError(f"model {args.name!r} has a {tm.model.latent_dim}-dimensional code; "
-                          f"--z gave {len(z)} value(s).")
+        raise ConfigError(
+            f"model {args.name!r} has a {tm.model.latent_dim}-dimensional code; --z gave {len(z)} value(s)."
+        )
     if tm.data_kind != "image":
         raise ConfigError("generate writes images; this model's data are not images.")
     img = analysis.decode(tm, z[None])[0]
@@ -389,8 +477,16 @@ def cmd_generate(args) -> int:
     return 0
 
 
-COMMANDS = {"presets": cmd_presets, "datasets": cmd_datasets, "models": cmd_models, "train": cmd_train,
-            "eval": cmd_eval, "score": cmd_score, "reconstruct": cmd_reconstruct, "generate": cmd_generate}
+COMMANDS = {
+    "presets": cmd_presets,
+    "datasets": cmd_datasets,
+    "models": cmd_models,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "score": cmd_score,
+    "reconstruct": cmd_reconstruct,
+    "generate": cmd_generate,
+}
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:

@@ -20,4 +20,3 @@ class DataError(AecoreError, ValueError):
 
 class StoreError(AecoreError):
     """A model name, folder or file in the store that cannot be used."""
-

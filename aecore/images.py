@@ -24,8 +24,12 @@ class PreparedImage:
     original: np.ndarray | None = None  # the picture as uploaded, (H, W) or (H, W, 3) in [0, 1]
 
 
-def prepare_image(source: bytes | str | os.PathLike | Image.Image, sample_shape: tuple[int, ...],
-                  invert: str = "auto", dark_background: bool = True) -> PreparedImage:
+def prepare_image(
+    source: bytes | str | os.PathLike | Image.Image,
+    sample_shape: tuple[int, ...],
+    invert: str = "auto",
+    dark_background: bool = True,
+) -> PreparedImage:
     """Convert to the model's channels, resize to its size, and invert when a
     light-background picture meets a dark-background dataset ("auto"), or
     always ("yes") or never ("no")."""
@@ -57,16 +61,20 @@ def prepare_image(source: bytes | str | os.PathLike | Image.Image, sample_shape:
         steps.append(f"resized to {W}x{H} (aspect kept, centred)")
     arr = np.asarray(pil, dtype=np.float32) / 255.0
     arr = arr[None] if mode == "L" else arr.transpose(2, 0, 1)  # (H, W[, 3]) -> (C, H, W)
-    border_mean = float(np.concatenate([arr[:, 0, :].ravel(), arr[:, -1, :].ravel(),
-                                        arr[:, :, 0].ravel(), arr[:, :, -1].ravel()]).mean())
+    border_mean = float(
+        np.concatenate(
+            [arr[:, 0, :].ravel(), arr[:, -1, :].ravel(), arr[:, :, 0].ravel(), arr[:, :, -1].ravel()]
+        ).mean()
+    )
     light_background = border_mean > 0.5
     do_invert = invert == "yes" or (invert == "auto" and dark_background and light_background)
     if invert not in ("auto", "yes", "no"):
         raise DataError(f"invert must be auto, yes or no; got {invert!r}.")
     if do_invert:
         arr = 1.0 - arr
-        steps.append("inverted (dark on light -> light on dark, like the training data)"
-                     if invert == "auto" else "inverted")
+        steps.append(
+            "inverted (dark on light -> light on dark, like the training data)" if invert == "auto" else "inverted"
+        )
     return PreparedImage(np.ascontiguousarray(arr, dtype=np.float32), steps, original)
 
 
@@ -90,7 +98,9 @@ def dataset_has_dark_background(x: np.ndarray) -> bool:
     x = x[:500].astype(np.float32)
     if x.max() > 1.5:
         x = x / 255.0
-    border = np.concatenate([x[:, :, 0, :].ravel(), x[:, :, -1, :].ravel(), x[:, :, :, 0].ravel(), x[:, :, :, -1].ravel()])
+    border = np.concatenate(
+        [x[:, :, 0, :].ravel(), x[:, :, -1, :].ravel(), x[:, :, :, 0].ravel(), x[:, :, :, -1].ravel()]
+    )
     return float(border.mean()) < 0.5
 
 

@@ -85,8 +85,11 @@ class JobView:
     def progress(self) -> float:
         if self.epochs <= 0:
             return 0.0
-        done = self.epoch + (self.step / self.steps_per_epoch if self.steps_per_epoch and self.status == "running"
-                             and self.step < self.steps_per_epoch else 0)
+        done = self.epoch + (
+            self.step / self.steps_per_epoch
+            if self.steps_per_epoch and self.status == "running" and self.step < self.steps_per_epoch
+            else 0
+        )
         return float(min(max(done / self.epochs, 0.0), 1.0))
 
 
@@ -128,11 +131,28 @@ class TrainingJob:
     # --- reading -----------------------------------------------------------------------
     def view(self) -> JobView:
         with self._lock:
-            return JobView(self.id, self.name, self.status, self.message, self.request.preset,
-                           self.request.dataset or "", self.device, self.epochs, self.epoch, self.step,
-                           self.steps_per_epoch, self.images_per_s, self.elapsed_s, self.eta_s,
-                           list(self.steps), list(self.history), self.snapshot, self.saved_as, self.error,
-                           self.created)
+            return JobView(
+                self.id,
+                self.name,
+                self.status,
+                self.message,
+                self.request.preset,
+                self.request.dataset or "",
+                self.device,
+                self.epochs,
+                self.epoch,
+                self.step,
+                self.steps_per_epoch,
+                self.images_per_s,
+                self.elapsed_s,
+                self.eta_s,
+                list(self.steps),
+                list(self.history),
+                self.snapshot,
+                self.saved_as,
+                self.error,
+                self.created,
+            )
 
     def touch(self) -> None:
         """A page looked at this job: it is not abandoned."""
@@ -169,9 +189,15 @@ class TrainingJob:
         with self._lock:
             self.epoch, self.epochs = ev.epoch, ev.epochs
             self.step = self.steps_per_epoch
-            self.history.append({"epoch": ev.epoch, "train_loss": ev.train_loss, "val_loss": ev.val_loss,
-                                 **{f"train_{k}": v for k, v in ev.train_terms.items()},
-                                 **{f"val_{k}": v for k, v in ev.val_terms.items()}})
+            self.history.append(
+                {
+                    "epoch": ev.epoch,
+                    "train_loss": ev.train_loss,
+                    "val_loss": ev.val_loss,
+                    **{f"train_{k}": v for k, v in ev.train_terms.items()},
+                    **{f"val_{k}": v for k, v in ev.val_terms.items()},
+                }
+            )
             self.images_per_s, self.elapsed_s, self.eta_s = ev.images_per_s, ev.elapsed_s, ev.eta_s
             if ev.snapshot is not None:
                 self.snapshot = ev.snapshot
@@ -203,22 +229,37 @@ class TrainingJob:
                 self._set(status="preparing", message="starting the training process.")
                 import torch
 
-                spec = {"request": self.request, "name": self.name, "resume_from": self.resume_from,
-                        "overwrite": self.overwrite, "store_root": self.store_root,
-                        "snapshot_every_s": self.snapshot_every_s, "snapshot_items": LIVE_SNAPSHOT_ITEMS,
-                        # as many threads as the server's own torch uses (tests pin 1)
-                        "threads": torch.get_num_threads()}
+                spec = {
+                    "request": self.request,
+                    "name": self.name,
+                    "resume_from": self.resume_from,
+                    "overwrite": self.overwrite,
+                    "store_root": self.store_root,
+                    "snapshot_every_s": self.snapshot_every_s,
+                    "snapshot_items": LIVE_SNAPSHOT_ITEMS,
+                    # as many threads as the server's own torch uses (tests pin 1)
+                    "threads": torch.get_num_threads(),
+                }
                 out = run_in_process("aecore.jobs:train_in_process", spec, self)
             finally:
                 registry._release(self)
             if out.get("error") is not None:
                 self._set(status="failed", message=out["message"], error=out["error"], finished=time.time())
             else:
-                self._set(result=out, status=out["status"], message=out["message"], saved_as=out.get("saved_as"),
-                          finished=time.time())
+                self._set(
+                    result=out,
+                    status=out["status"],
+                    message=out["message"],
+                    saved_as=out.get("saved_as"),
+                    finished=time.time(),
+                )
         except Exception as e:  # a bug in this thread, not a user error: keep the trace for the page
-            self._set(status="failed", message=f"training failed: {type(e).__name__}: {e}",
-                      error=traceback.format_exc(), finished=time.time())
+            self._set(
+                status="failed",
+                message=f"training failed: {type(e).__name__}: {e}",
+                error=traceback.format_exc(),
+                finished=time.time(),
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,8 +318,16 @@ def _process_main(conn, stop, target: str, payload) -> None:
     except AecoreError as e:  # the user's to fix: the message is enough
         conn.send(("result", {"status": "failed", "message": str(e), "error": str(e)}))
     except BaseException as e:  # a bug: keep the trace for the page's details
-        conn.send(("result", {"status": "failed", "message": f"training failed: {type(e).__name__}: {e}",
-                              "error": traceback.format_exc()}))
+        conn.send(
+            (
+                "result",
+                {
+                    "status": "failed",
+                    "message": f"training failed: {type(e).__name__}: {e}",
+                    "error": traceback.format_exc(),
+                },
+            )
+        )
     finally:
         conn.close()
 
@@ -295,8 +344,9 @@ def run_in_process(target: str, payload, job: TrainingJob, poll_s: float = 0.2) 
     job._proc_stop = stop
     if job.stop_event.is_set():
         stop.set()
-    proc = ctx.Process(target=_process_main, args=(writer, stop, target, payload),
-                       name=f"aecore-train-{job.id}", daemon=True)
+    proc = ctx.Process(
+        target=_process_main, args=(writer, stop, target, payload), name=f"aecore-train-{job.id}", daemon=True
+    )
     proc.start()
     writer.close()  # the child holds the only writer: EOF here means it has gone
     result = None
@@ -325,8 +375,11 @@ def run_in_process(target: str, payload, job: TrainingJob, poll_s: float = 0.2) 
         job._set(exit_code=proc.exitcode)
     if result is None:
         code = proc.exitcode
-        why = (f"killed by signal {-code}" + (" (perhaps the system ran out of memory)" if code == -9 else "")
-               if code is not None and code < 0 else f"exit code {code}")
+        why = (
+            f"killed by signal {-code}" + (" (perhaps the system ran out of memory)" if code == -9 else "")
+            if code is not None and code < 0
+            else f"exit code {code}"
+        )
         msg = f"the training process ended unexpectedly ({why}); nothing was saved by it."
         result = {"status": "failed", "message": msg, "error": msg}
     return result
@@ -345,16 +398,27 @@ def train_in_process(spec: dict, relay: Relay, stop) -> dict:
     if spec["resume_from"]:
         resume = store.load(spec["resume_from"], with_optimizer=True)
         relay.set(epoch=len(resume.history))
-    tm, result, _ = workflow.train(spec["request"], callbacks=[relay], stop_event=stop,
-                                   snapshot_every_s=spec["snapshot_every_s"], resume=resume,
-                                   snapshot_items=spec["snapshot_items"])
+    tm, result, _ = workflow.train(
+        spec["request"],
+        callbacks=[relay],
+        stop_event=stop,
+        snapshot_every_s=spec["snapshot_every_s"],
+        resume=resume,
+        snapshot_items=spec["snapshot_items"],
+    )
     saved = None
     if result.epochs_run > 0 and result.status != "failed":
         relay.set(status="saving", message="saving the model.")
         saved = _save(store, tm, spec["name"], spec["overwrite"] or spec["resume_from"] == spec["name"])
     note = f" Saved as '{saved}'." if saved else " Nothing was saved (no finished epoch)."
-    return {"status": result.status, "message": result.message + note, "saved_as": saved,
-            "epochs_run": result.epochs_run, "images_per_s": result.images_per_s, "pid": os.getpid()}
+    return {
+        "status": result.status,
+        "message": result.message + note,
+        "saved_as": saved,
+        "epochs_run": result.epochs_run,
+        "images_per_s": result.images_per_s,
+        "pid": os.getpid(),
+    }
 
 
 def _save(store: ModelStore, tm: TrainedModel, name: str, overwrite: bool) -> str:
@@ -380,8 +444,13 @@ class JobRegistry:
     is stopped (its model is saved as far as it got). ``keep_finished_s``: how long
     a finished job stays listed."""
 
-    def __init__(self, store_root: str | None = None, cpu_slots: int = 2, abandon_after_s: float = 1800.0,
-                 keep_finished_s: float = 6 * 3600.0):
+    def __init__(
+        self,
+        store_root: str | None = None,
+        cpu_slots: int = 2,
+        abandon_after_s: float = 1800.0,
+        keep_finished_s: float = 6 * 3600.0,
+    ):
         if cpu_slots < 1:
             raise ConfigError("cpu_slots must be at least 1.")
         self.store_root = store_root
@@ -413,8 +482,16 @@ class JobRegistry:
     def capacity(self, device: str) -> int:
         return self.cpu_slots if device == "cpu" else 1
 
-    def submit(self, request: TrainRequest, name: str, *, resume_from: str | None = None,
-               overwrite: bool = False, snapshot_every_s: float = 1.0, start: bool = True) -> TrainingJob:
+    def submit(
+        self,
+        request: TrainRequest,
+        name: str,
+        *,
+        resume_from: str | None = None,
+        overwrite: bool = False,
+        snapshot_every_s: float = 1.0,
+        start: bool = True,
+    ) -> TrainingJob:
         """Check what can be checked at once (name, hyper-parameters, device), then
         start the job's thread. Data loading errors arrive as a failed job."""
         validate_name(name)
@@ -431,9 +508,17 @@ class JobRegistry:
                 raise StoreError(f"there is no saved model named '{resume_from}' to continue.")
         elif store.exists(name) and not overwrite:
             raise StoreError(f"a model named '{name}' already exists: choose another name or allow overwriting.")
-        job = TrainingJob(uuid.uuid4().hex[:10], request, name, device, resume_from=resume_from,
-                          overwrite=overwrite, store_root=self.store_root, snapshot_every_s=snapshot_every_s,
-                          epochs=request.epochs or request.train_config().epochs)
+        job = TrainingJob(
+            uuid.uuid4().hex[:10],
+            request,
+            name,
+            device,
+            resume_from=resume_from,
+            overwrite=overwrite,
+            store_root=self.store_root,
+            snapshot_every_s=snapshot_every_s,
+            epochs=request.epochs or request.train_config().epochs,
+        )
         self.cleanup()
         with self._lock:
             self._jobs[job.id] = job
@@ -487,8 +572,10 @@ class JobRegistry:
                     holders.append(job.id)
                     return True
                 names = ", ".join(f"'{self._jobs[i].name}'" for i in holders if i in self._jobs)
-                msg = (f"waiting: {job.device} is busy with {names}; at most {self.capacity(job.device)} "
-                       f"job(s) train on it at a time. It starts when one finishes.")
+                msg = (
+                    f"waiting: {job.device} is busy with {names}; at most {self.capacity(job.device)} "
+                    f"job(s) train on it at a time. It starts when one finishes."
+                )
                 with job._lock:
                     job.status, job.message = "queued", msg
                 self._cond.wait(0.5)
@@ -510,8 +597,10 @@ def default_name(preset: str, dataset: str) -> str:
 def step_frame(view: JobView) -> dict[str, np.ndarray]:
     """Columns for the live loss chart: step and every loss term, NaN where absent."""
     keys = sorted({k for s in view.steps for k in s} - {"step", "epoch"})
-    return {"step": np.array([s["step"] for s in view.steps]),
-            **{k: np.array([s.get(k, np.nan) for s in view.steps], dtype=float) for k in keys}}
+    return {
+        "step": np.array([s["step"] for s in view.steps]),
+        **{k: np.array([s.get(k, np.nan) for s in view.steps], dtype=float) for k in keys},
+    }
 
 
 __all__ = ["JobRegistry", "TrainingJob", "JobView", "Relay", "run_in_process", "default_name", "step_frame", "ACTIVE"]

@@ -48,12 +48,14 @@ class LearnedManifold:
 
 def _check_vector_model(tm: TrainedModel) -> None:
     if tm.data_kind != "vector":
-        raise ConfigError(f"the manifold view needs a model of vector data (points); this one reads "
-                          f"{tm.data_kind} data.")
+        raise ConfigError(
+            f"the manifold view needs a model of vector data (points); this one reads {tm.data_kind} data."
+        )
 
 
-def decoded_curve(tm: TrainedModel, codes: np.ndarray, n: int = 200, extend: float = 0.1
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def decoded_curve(
+    tm: TrainedModel, codes: np.ndarray, n: int = 200, extend: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """The decoder's curve of a 1-D code model: decode ``n`` evenly spaced code
     values from the smallest to the largest of ``codes``, each end pushed out by
     ``extend`` times the span (to show where the curve goes past the data).

@@ -96,8 +96,11 @@ def fields_of(cls: type, prefix: str = "", instance: Any = None) -> list[FieldSp
         if f.name in _HIDDEN:
             continue
         tp = hints[f.name]
-        value = getattr(instance, f.name) if instance is not None else (
-            f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        value = (
+            getattr(instance, f.name)
+            if instance is not None
+            else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        )  # type: ignore[misc]
         name = prefix + f.name
         if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             nested += fields_of(tp, name + ".", value)
@@ -129,7 +132,7 @@ def unflatten(values: dict[str, Any]) -> dict:
 
 
 def parse_int_list(text: str, name: str, allow_empty: bool = True) -> list[int]:
-    """"128, 64" -> [128, 64], with a message a person can act on."""
+    """ "128, 64" -> [128, 64], with a message a person can act on."""
     parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
     try:
         values = [int(p) for p in parts]

@@ -29,15 +29,15 @@ def parse_tokens(text: str, length: int, vocab: int) -> np.ndarray:
     bad = [p for p in parts if not re.fullmatch(r"[+-]?\d+", p)]
     if bad:
         shown = ", ".join(repr(p) for p in bad[:5])
-        raise ConfigError(f"only whole numbers are allowed: {shown} {'is' if len(bad) == 1 else 'are'} not "
-                          f"an integer.")
+        raise ConfigError(f"only whole numbers are allowed: {shown} {'is' if len(bad) == 1 else 'are'} not an integer.")
     ids = np.array([int(p) for p in parts], dtype=np.int64)
     out = [int(v) for v in ids if not 1 <= v <= vocab - 1]
     if out:
         shown = ", ".join(map(str, out[:5]))
         zero = " (0 is the decoder's start token, never data)" if 0 in out else ""
-        raise ConfigError(f"the vocabulary is 1 to {vocab - 1}: {shown} {'is' if len(out) == 1 else 'are'} "
-                          f"outside it{zero}.")
+        raise ConfigError(
+            f"the vocabulary is 1 to {vocab - 1}: {shown} {'is' if len(out) == 1 else 'are'} outside it{zero}."
+        )
     if len(ids) != length:
         raise ConfigError(f"this model reads exactly {length} numbers; you typed {len(ids)}.")
     return ids
@@ -52,8 +52,9 @@ def expected_output(x: np.ndarray, out_len: int) -> np.ndarray:
     return np.ascontiguousarray(x[..., :out_len][..., ::-1])
 
 
-def random_sequences(n: int, length: int, vocab: int, out_len: int,
-                     seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def random_sequences(
+    n: int, length: int, vocab: int, out_len: int, seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` fresh examples drawn as the dataset draws them: inputs (n, length)
     int64 in 1..vocab-1 and their expected outputs (n, out_len)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:

@@ -47,8 +47,10 @@ def default_store_dir() -> Path:
 
 def validate_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.endswith(".") or ".." in name:
-        raise StoreError(f"invalid model name {name!r}: use 1-80 letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit (no '/', '..' or control characters).")
+        raise StoreError(
+            f"invalid model name {name!r}: use 1-80 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', '..' or control characters)."
+        )
     return name
 
 
@@ -109,8 +111,7 @@ def _read_json(path: Path) -> object:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StoreError(f"{path.name} of model {path.parent.name!r} is not valid JSON ({e}).") from e
     except RecursionError as e:  # "[[[[..." a few hundred kB deep
-        raise StoreError(f"{path.name} of model {path.parent.name!r} is nested too deeply to be a "
-                         "model's JSON.") from e
+        raise StoreError(f"{path.name} of model {path.parent.name!r} is nested too deeply to be a model's JSON.") from e
 
 
 def _optimizer_to_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -204,8 +205,9 @@ class ModelStore:
                 target = self.root / name
                 if target.exists():
                     if not overwrite:
-                        raise StoreError(f"a model named {name!r} already exists; choose another name "
-                                         "or overwrite it explicitly.")
+                        raise StoreError(
+                            f"a model named {name!r} already exists; choose another name or overwrite it explicitly."
+                        )
                     trash = self.root / ".trash"
                     trash.mkdir(exist_ok=True)
                     os.replace(target, trash / f"{name}--{uuid.uuid4().hex}")
@@ -254,19 +256,18 @@ class ModelStore:
             raise StoreError(f"no model named {name!r} in {self.root}; `python -m aecore models` lists them.")
         cfg = _read_json(folder / "config.json")
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-            raise StoreError(f"model {name!r} has a config.json this version does not understand "
-                             f"(expected format {FORMAT!r}).")
+            raise StoreError(
+                f"model {name!r} has a config.json this version does not understand (expected format {FORMAT!r})."
+            )
         if not isinstance(cfg.get("model"), dict):
             raise StoreError(f"config.json of model {name!r} has no model section.")
         # Every other field has a default, but without these two the weights cannot be checked
         missing = [k for k in ("kind", "input_shape") if k not in cfg["model"]]
         if missing:
-            raise StoreError(f"config.json of model {name!r} lacks {' and '.join(missing)} in its "
-                             "model section.")
+            raise StoreError(f"config.json of model {name!r} lacks {' and '.join(missing)} in its model section.")
         adaptations = cfg.get("adaptations", [])
         if not (isinstance(adaptations, list) and all(isinstance(a, str) for a in adaptations)):
-            raise StoreError(f"config.json of model {name!r} has adaptations that are not a list "
-                             "of words.")
+            raise StoreError(f"config.json of model {name!r} has adaptations that are not a list of words.")
         return cfg
 
     def load(self, name: str, device: str | torch.device = "cpu", with_optimizer: bool = False) -> TrainedModel:
@@ -290,8 +291,10 @@ class ModelStore:
                 for k, v in expected.items():
                     sl = f.get_slice(f"model.{k}")
                     if tuple(sl.get_shape()) != tuple(v.shape):
-                        raise StoreError(f"weights of model {name!r} do not match its config: {k} has shape "
-                                         f"{tuple(sl.get_shape())}, expected {tuple(v.shape)}.")
+                        raise StoreError(
+                            f"weights of model {name!r} do not match its config: {k} has shape "
+                            f"{tuple(sl.get_shape())}, expected {tuple(v.shape)}."
+                        )
                     state[k] = f.get_tensor(f"model.{k}")
                 extra = {k: f.get_tensor(k) for k in keys if k.startswith("normaliser.")}
         except FileNotFoundError as e:
@@ -310,8 +313,15 @@ class ModelStore:
         metrics = _read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
         meta = {k: v for k, v in cfg.items() if k not in ("format", "model")}
         opt = _optimizer_from_file(folder / "optimizer.safetensors") if with_optimizer else None
-        return TrainedModel(model, normaliser, meta, history if isinstance(history, list) else [],
-                            metrics if isinstance(metrics, dict) else {}, opt, name)
+        return TrainedModel(
+            model,
+            normaliser,
+            meta,
+            history if isinstance(history, list) else [],
+            metrics if isinstance(metrics, dict) else {},
+            opt,
+            name,
+        )
 
     def update_metrics(self, name: str, metrics: dict) -> None:
         """Merge metrics into metrics.json atomically (write a temp file, rename)."""
@@ -325,8 +335,11 @@ class ModelStore:
 
     # --- listing -----------------------------------------------------------------
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and NAME_RE.fullmatch(p.name))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and NAME_RE.fullmatch(p.name)
+        )
 
     def list(self) -> list[ModelInfo]:
         out = []
@@ -334,10 +347,22 @@ class ModelStore:
             try:
                 cfg = self.read_config(name)
                 m = cfg["model"]
-                metrics = _read_json(self.path(name) / "metrics.json") if (self.path(name) / "metrics.json").exists() else {}
-                out.append(ModelInfo(name, True, cfg.get("preset"), cfg.get("dataset"), m.get("kind"),
-                                     cfg.get("created"), m.get("latent_dim"),
-                                     metrics if isinstance(metrics, dict) else {}, data_kind=cfg.get("data_kind")))
+                metrics = (
+                    _read_json(self.path(name) / "metrics.json") if (self.path(name) / "metrics.json").exists() else {}
+                )
+                out.append(
+                    ModelInfo(
+                        name,
+                        True,
+                        cfg.get("preset"),
+                        cfg.get("dataset"),
+                        m.get("kind"),
+                        cfg.get("created"),
+                        m.get("latent_dim"),
+                        metrics if isinstance(metrics, dict) else {},
+                        data_kind=cfg.get("data_kind"),
+                    )
+                )
             except AecoreError as e:
                 out.append(ModelInfo(name, False, error=str(e)))
         return out

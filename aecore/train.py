@@ -56,12 +56,17 @@ class TrainConfig:
 
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= 100_000:
             bad(f"epochs must be an integer from 1 to 100000; got {self.epochs!r}.")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 1_000_000:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or not 1 <= self.batch_size <= 1_000_000
+        ):
             bad(f"batch size must be an integer from 1 to 1000000; got {self.batch_size!r}.")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or not 0 < self.lr <= 100:
             bad(f"learning rate must be a number above 0 and at most 100; got {self.lr!r}.")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             bad(f"optimizer must be adam, adamw or sgd; got {self.optimizer!r}.")
+
         def number(v) -> bool:  # from JSON anything can arrive, and lists do not compare with 0
             return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -72,8 +77,10 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             bad(f"lr schedule must be constant or cosine; got {self.lr_schedule!r}.")
         if self.early_stopping_patience is not None and not (
-                number(self.early_stopping_patience) and isinstance(self.early_stopping_patience, int)
-                and self.early_stopping_patience >= 1):
+            number(self.early_stopping_patience)
+            and isinstance(self.early_stopping_patience, int)
+            and self.early_stopping_patience >= 1
+        ):
             bad("early stopping patience must be a positive integer (or off).")
         if not isinstance(self.min_delta, (int, float)) or not 0 <= self.min_delta < math.inf:
             bad(f"early stopping min_delta must be a number from 0 up; got {self.min_delta!r}.")
@@ -193,8 +200,9 @@ def tune_malloc() -> None:
         pass  # not glibc (macOS, Windows, musl): nothing to tune
 
 
-def split_tensors(bundle: DataBundle, split: str, normaliser: Normaliser, device: torch.device,
-                  channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def split_tensors(
+    bundle: DataBundle, split: str, normaliser: Normaliser, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One split as model-space tensors on the device, converted once."""
     s = getattr(bundle, split)
     if bundle.kind == "sequence":
@@ -227,15 +235,16 @@ def has_conv(model: torch.nn.Module) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, x: torch.Tensor, target: torch.Tensor | None, batch_size: int,
-             autocast=contextlib.nullcontext) -> tuple[float, dict[str, float]]:
+def evaluate(
+    model: Autoencoder, x: torch.Tensor, target: torch.Tensor | None, batch_size: int, autocast=contextlib.nullcontext
+) -> tuple[float, dict[str, float]]:
     """Mean loss and terms over a split, weighting batches by their size."""
     model.eval()
     totals: dict[str, float] = {}
     n = len(x)
     for i in range(0, n, batch_size):
-        xb = x[i:i + batch_size]
-        tb = None if target is None else target[i:i + batch_size]
+        xb = x[i : i + batch_size]
+        tb = None if target is None else target[i : i + batch_size]
         with autocast():
             out = model(xb, tb)
         for k, v in out.terms.items():
@@ -245,8 +254,14 @@ def evaluate(model: Autoencoder, x: torch.Tensor, target: torch.Tensor | None, b
 
 
 @torch.no_grad()
-def take_snapshot(model: Autoencoder, bundle: DataBundle, normaliser: Normaliser, x: torch.Tensor,
-                  labels: np.ndarray | None, n_images: int = 8) -> Snapshot:
+def take_snapshot(
+    model: Autoencoder,
+    bundle: DataBundle,
+    normaliser: Normaliser,
+    x: torch.Tensor,
+    labels: np.ndarray | None,
+    n_images: int = 8,
+) -> Snapshot:
     was_training = model.training
     model.eval()
     try:
@@ -269,9 +284,14 @@ class Trainer:
     """Trains one model on one dataset. Thread-safe to drive from a worker thread:
     it never touches UI code, and ``stop_event`` may be set from any thread."""
 
-    def __init__(self, config: TrainConfig, callbacks: list[Any] | tuple = (),
-                 stop_event: threading.Event | None = None, snapshot_every_s: float | None = None,
-                 snapshot_items: int = 500):
+    def __init__(
+        self,
+        config: TrainConfig,
+        callbacks: list[Any] | tuple = (),
+        stop_event: threading.Event | None = None,
+        snapshot_every_s: float | None = None,
+        snapshot_items: int = 500,
+    ):
         self.config = config
         self.callbacks = list(callbacks)
         self.stop_event = stop_event or threading.Event()
@@ -294,8 +314,14 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def fit(self, model: Autoencoder, bundle: DataBundle, normaliser: Normaliser,
-            history: list[dict] | None = None, optimizer_state: dict | None = None) -> TrainResult:
+    def fit(
+        self,
+        model: Autoencoder,
+        bundle: DataBundle,
+        normaliser: Normaliser,
+        history: list[dict] | None = None,
+        optimizer_state: dict | None = None,
+    ) -> TrainResult:
         """Train for ``config.epochs`` more epochs. ``history`` and
         ``optimizer_state`` continue an earlier run (resume)."""
         flush = self.device.type == "cpu"
@@ -310,8 +336,14 @@ class Trainer:
             if flush:
                 torch.set_flush_denormal(False)
 
-    def _fit(self, model: Autoencoder, bundle: DataBundle, normaliser: Normaliser,
-             history: list[dict] | None, optimizer_state: dict | None) -> TrainResult:
+    def _fit(
+        self,
+        model: Autoencoder,
+        bundle: DataBundle,
+        normaliser: Normaliser,
+        history: list[dict] | None,
+        optimizer_state: dict | None,
+    ) -> TrainResult:
         cfg, device = self.config, self.device
         history = list(history or [])
         start_epoch = len(history)
@@ -335,8 +367,8 @@ class Trainer:
             # Equal shards so that every process runs the same number of steps
             # (a rank with one step more would wait forever in its all-reduce).
             per = len(x) // di.world_size
-            x = x[di.rank::di.world_size][:per]
-            t = None if t is None else t[di.rank::di.world_size][:per]
+            x = x[di.rank :: di.world_size][:per]
+            t = None if t is None else t[di.rank :: di.world_size][:per]
             global_bs = max(cfg.batch_size // di.world_size, 1)
             gen.manual_seed(cfg.seed + start_epoch + 1000 * di.rank)
             train_model = torch.nn.parallel.DistributedDataParallel(model)
@@ -358,7 +390,8 @@ class Trainer:
         sched = None
         if cfg.lr_schedule == "cosine":
             sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+                opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+            )
 
         best = min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=math.inf)
         best_epoch = next((h["epoch"] for h in history if h.get("val_loss") == best), 0)
@@ -366,8 +399,16 @@ class Trainer:
         last_good = copy.deepcopy(model.state_dict())
         bad_epochs = 0
         status, message = "done", ""
-        self._emit("on_train_start", {"epochs": cfg.epochs, "steps_per_epoch": steps, "n_train": n,
-                                      "start_epoch": start_epoch, "device": str(device)})
+        self._emit(
+            "on_train_start",
+            {
+                "epochs": cfg.epochs,
+                "steps_per_epoch": steps,
+                "n_train": n,
+                "start_epoch": start_epoch,
+                "device": str(device),
+            },
+        )
         t0 = time.perf_counter()
         train_time, seen = 0.0, 0
         last_snap = time.perf_counter()
@@ -384,7 +425,7 @@ class Trainer:
                     if not di.enabled and self.stop_event.is_set():
                         status, message = "stopped", f"stopped by request during epoch {epoch}."
                         break
-                    idx = perm[s * bs:(s + 1) * bs]
+                    idx = perm[s * bs : (s + 1) * bs]
                     xb = x.index_select(0, idx)
                     tb = None if t is None else t.index_select(0, idx)
                     with self._autocast():
@@ -407,11 +448,16 @@ class Trainer:
                     loss_val = float(sum(vals))
                     if not math.isfinite(loss_val):
                         model.load_state_dict(last_good)
-                        kept = f"the weights from the end of epoch {epoch - 1} were kept" if epoch > 1 \
+                        kept = (
+                            f"the weights from the end of epoch {epoch - 1} were kept"
+                            if epoch > 1
                             else "no epoch finished, so no trained weights exist"
+                        )
                         status = "diverged"
-                        message = (f"training diverged: the loss became {loss_val} at epoch {epoch}, step {s + 1} "
-                                   f"(learning rate {cfg.lr:g}); {kept}. Lower the learning rate and try again.")
+                        message = (
+                            f"training diverged: the loss became {loss_val} at epoch {epoch}, step {s + 1} "
+                            f"(learning rate {cfg.lr:g}); {kept}. Lower the learning rate and try again."
+                        )
                         break
                     opt.zero_grad(set_to_none=True)
                     out.loss.backward()
@@ -432,8 +478,21 @@ class Trainer:
                         if self.snapshot_every_s is not None and now - last_snap >= self.snapshot_every_s:
                             snap = take_snapshot(model, bundle, normaliser, snap_x, snap_labels)
                             last_snap = time.perf_counter()
-                        self._emit("on_step_end", StepEvent(epoch, s + 1, steps, done_steps, loss_val,
-                                                            dict(zip(names, vals)), ips, now - t0, eta, snap))
+                        self._emit(
+                            "on_step_end",
+                            StepEvent(
+                                epoch,
+                                s + 1,
+                                steps,
+                                done_steps,
+                                loss_val,
+                                dict(zip(names, vals)),
+                                ips,
+                                now - t0,
+                                eta,
+                                snap,
+                            ),
+                        )
                 epoch_train_s = time.perf_counter() - te
                 train_time += epoch_train_s
                 if status == "diverged" or (status == "stopped" and epoch_seen == 0):
@@ -445,9 +504,11 @@ class Trainer:
                     if not math.isfinite(val_loss):
                         model.load_state_dict(last_good)
                         status = "diverged"
-                        message = (f"training diverged: the validation loss became {val_loss} after epoch {epoch} "
-                                   f"(learning rate {cfg.lr:g}); the previous weights were kept. "
-                                   "Lower the learning rate and try again.")
+                        message = (
+                            f"training diverged: the validation loss became {val_loss} after epoch {epoch} "
+                            f"(learning rate {cfg.lr:g}); the previous weights were kept. "
+                            "Lower the learning rate and try again."
+                        )
                         break
                 epochs_run += 1
                 if status != "diverged":
@@ -460,21 +521,43 @@ class Trainer:
                 else:
                     bad_epochs += 1
                 ips = seen / max(train_time, 1e-9)
-                record = {"epoch": epoch, "train_loss": sum(train_terms.values()), "train_terms": train_terms,
-                          "val_loss": val_loss, "val_terms": val_terms, "images_per_s": epoch_seen / max(epoch_train_s, 1e-9), "elapsed_s": time.perf_counter() - t0,
-                          "partial": status == "stopped"}
+                record = {
+                    "epoch": epoch,
+                    "train_loss": sum(train_terms.values()),
+                    "train_terms": train_terms,
+                    "val_loss": val_loss,
+                    "val_terms": val_terms,
+                    "images_per_s": epoch_seen / max(epoch_train_s, 1e-9),
+                    "elapsed_s": time.perf_counter() - t0,
+                    "partial": status == "stopped",
+                }
                 history.append(record)
                 eta = (cfg.epochs - e - 1) * (time.perf_counter() - t0) / (e + 1)
                 snap = take_snapshot(model, bundle, normaliser, snap_x, snap_labels)
-                self._emit("on_epoch_end", EpochEvent(epoch, start_epoch + cfg.epochs, record["train_loss"],
-                                                      train_terms, val_loss, val_terms, ips,
-                                                      time.perf_counter() - t0, eta, best_epoch, snap))
+                self._emit(
+                    "on_epoch_end",
+                    EpochEvent(
+                        epoch,
+                        start_epoch + cfg.epochs,
+                        record["train_loss"],
+                        train_terms,
+                        val_loss,
+                        val_terms,
+                        ips,
+                        time.perf_counter() - t0,
+                        eta,
+                        best_epoch,
+                        snap,
+                    ),
+                )
                 if status == "stopped":
                     break
                 if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
                     status = "early_stopped"
-                    message = (f"early stopping: no improvement of the validation loss for "
-                               f"{cfg.early_stopping_patience} epochs; best was epoch {best_epoch}.")
+                    message = (
+                        f"early stopping: no improvement of the validation loss for "
+                        f"{cfg.early_stopping_patience} epochs; best was epoch {best_epoch}."
+                    )
                     break
         except RuntimeError as err:
             if "out of memory" not in str(err).lower():
@@ -484,8 +567,7 @@ class Trainer:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             status = "failed"
-            message = (f"out of memory on {device}: try a smaller batch size or model; "
-                       "the last good weights were kept.")
+            message = f"out of memory on {device}: try a smaller batch size or model; the last good weights were kept."
         if best_state is not None and status in ("done", "early_stopped"):
             model.load_state_dict(best_state)
             if status == "early_stopped":
@@ -495,7 +577,8 @@ class Trainer:
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
         wall = time.perf_counter() - t0
-        result = TrainResult(status, message, history, epochs_run, best_epoch, wall,
-                             seen / max(train_time, 1e-9), opt.state_dict())
+        result = TrainResult(
+            status, message, history, epochs_run, best_epoch, wall, seen / max(train_time, 1e-9), opt.state_dict()
+        )
         self._emit("on_train_end", result)
         return result

@@ -52,10 +52,18 @@ class TrainRequest:
 
     def train_config(self) -> TrainConfig:
         p = self.preset_obj()
-        changes = {k: v for k, v in {
-            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "optimizer": self.optimizer,
-            "precision": self.precision, "early_stopping_patience": self.early_stopping_patience,
-        }.items() if v is not None}
+        changes = {
+            k: v
+            for k, v in {
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "lr": self.lr,
+                "optimizer": self.optimizer,
+                "precision": self.precision,
+                "early_stopping_patience": self.early_stopping_patience,
+            }.items()
+            if v is not None
+        }
         changes.update(self.train_overrides)
         try:
             return dataclasses.replace(p.train, device=self.device, seed=self.seed, **changes)
@@ -66,8 +74,9 @@ class TrainRequest:
 def load_data(request: TrainRequest) -> DataBundle:
     p = request.preset_obj()
     name = request.dataset or p.dataset
-    bundle = load_dataset(name, request.data_dir, seed=request.seed, download_missing=request.download,
-                          val_fraction=p.val_fraction)
+    bundle = load_dataset(
+        name, request.data_dir, seed=request.seed, download_missing=request.download, val_fraction=p.val_fraction
+    )
     return bundle.limit(request.limit)
 
 
@@ -84,8 +93,11 @@ def model_config_for(request: TrainRequest, bundle: DataBundle) -> ModelConfig:
     if bundle.kind == "sequence" and cfg.kind != "seq2seq" or bundle.kind != "sequence" and cfg.kind == "seq2seq":
         raise ConfigError(f"a {cfg.kind} model cannot train on {bundle.kind} data ({bundle.name}).")
     if cfg.kind == "seq2seq":
-        cfg = dataclasses.replace(cfg, vocab=int(bundle.info.get("vocab", cfg.vocab)),
-                                  output_len=int(bundle.info.get("output_len", cfg.output_len)))
+        cfg = dataclasses.replace(
+            cfg,
+            vocab=int(bundle.info.get("vocab", cfg.vocab)),
+            output_len=int(bundle.info.get("output_len", cfg.output_len)),
+        )
     return cfg
 
 
@@ -124,9 +136,15 @@ def _dark_background(bundle: DataBundle) -> bool | None:
     return dataset_has_dark_background(bundle.train.x)
 
 
-def train(request: TrainRequest, callbacks=(), stop_event: threading.Event | None = None,
-          snapshot_every_s: float | None = None, resume: TrainedModel | None = None,
-          evaluate_after: bool = True, snapshot_items: int = 500) -> tuple[TrainedModel, TrainResult, DataBundle]:
+def train(
+    request: TrainRequest,
+    callbacks=(),
+    stop_event: threading.Event | None = None,
+    snapshot_every_s: float | None = None,
+    resume: TrainedModel | None = None,
+    evaluate_after: bool = True,
+    snapshot_items: int = 500,
+) -> tuple[TrainedModel, TrainResult, DataBundle]:
     """Train a preset (or a custom model) and evaluate it on the test split.
 
     With ``resume``, training continues from a saved model's weights, history
@@ -136,18 +154,31 @@ def train(request: TrainRequest, callbacks=(), stop_event: threading.Event | Non
         bundle = load_data(request)
         tm = resume
         if tuple(bundle.sample_shape) != tuple(tm.model.config.input_shape):
-            raise ConfigError(f"cannot continue on {bundle.name}: its items have shape {bundle.sample_shape}, "
-                              f"the model takes {tm.model.config.input_shape}.")
+            raise ConfigError(
+                f"cannot continue on {bundle.name}: its items have shape {bundle.sample_shape}, "
+                f"the model takes {tm.model.config.input_shape}."
+            )
         base = TrainConfig.from_dict(tm.meta.get("train", {})) if tm.meta.get("train") else request.train_config()
-        train_cfg = dataclasses.replace(base, device=request.device, **{
-            k: v for k, v in {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}.items()
-            if v is not None})
+        train_cfg = dataclasses.replace(
+            base,
+            device=request.device,
+            **{
+                k: v
+                for k, v in {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}.items()
+                if v is not None
+            },
+        )
         tm.model.train()
     else:
         bundle, tm, train_cfg = prepare(request)
     trainer = Trainer(train_cfg, callbacks, stop_event, snapshot_every_s, snapshot_items)
-    result = trainer.fit(tm.model, bundle, tm.normaliser, history=tm.history,
-                         optimizer_state=tm.optimizer_state if resume is not None else None)
+    result = trainer.fit(
+        tm.model,
+        bundle,
+        tm.normaliser,
+        history=tm.history,
+        optimizer_state=tm.optimizer_state if resume is not None else None,
+    )
     tm.history = result.history
     tm.optimizer_state = result.optimizer_state
     tm.meta["status"] = result.status
@@ -155,9 +186,15 @@ def train(request: TrainRequest, callbacks=(), stop_event: threading.Event | Non
     tm.meta["train"] = train_cfg.to_dict()
     tm.meta["trained_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     tm.model.eval()
-    metrics = {"status": result.status, "epochs": len(result.history), "images_per_s": result.images_per_s,
-               "wall_s": result.wall_s, "final_train_loss": result.final_train_loss,
-               "final_val_loss": result.final_val_loss, "best_epoch": result.best_epoch}
+    metrics = {
+        "status": result.status,
+        "epochs": len(result.history),
+        "images_per_s": result.images_per_s,
+        "wall_s": result.wall_s,
+        "final_train_loss": result.final_train_loss,
+        "final_val_loss": result.final_val_loss,
+        "best_epoch": result.best_epoch,
+    }
     if evaluate_after and result.epochs_run > 0 and result.status != "failed":
         metrics.update(evaluate(tm, bundle))
     tm.metrics = metrics
@@ -173,8 +210,7 @@ def evaluate(tm: TrainedModel, bundle: DataBundle, split: str = "test", pca_item
     x, t = split_tensors(bundle, split, tm.normaliser, device)
     batch_sum = getattr(model.config, "loss", None) is not None and model.config.loss.reduction == "batch_sum"
     loss, terms = evaluate_loss(model, x, t, batch if batch_sum else max(batch, 1024))
-    out = {"split": split, "n_items": len(s), "test_loss": loss, "test_terms": terms,
-           "latent_dim": model.latent_dim}
+    out = {"split": split, "n_items": len(s), "test_loss": loss, "test_terms": terms, "latent_dim": model.latent_dim}
     if bundle.kind == "sequence":
         out.update(analysis.sequence_accuracy(tm, s.x, s.target))
         return out
@@ -183,29 +219,46 @@ def evaluate(tm: TrainedModel, bundle: DataBundle, split: str = "test", pca_item
     pca = analysis.pca_fit(as_float(bundle.train.x, bundle), model.latent_dim, max_items=pca_items)
     pca_mse = float(analysis.pca_errors(pca, as_float(s.x, bundle)).mean())
     dim = int(np.prod(bundle.sample_shape))
-    out.update({"test_mse": mse, "pca_test_mse": pca_mse, "psnr_db": analysis.psnr(mse),
-                "pca_psnr_db": analysis.psnr(pca_mse), "pca_components": int(pca.components.shape[0]),
-                "test_sse_per_item": mse * dim, "pca_sse_per_item": pca_mse * dim,
-                "compression_ratio": analysis.compression_ratio(bundle.sample_shape, model.latent_dim)})
+    out.update(
+        {
+            "test_mse": mse,
+            "pca_test_mse": pca_mse,
+            "psnr_db": analysis.psnr(mse),
+            "pca_psnr_db": analysis.psnr(pca_mse),
+            "pca_components": int(pca.components.shape[0]),
+            "test_sse_per_item": mse * dim,
+            "pca_sse_per_item": pca_mse * dim,
+            "compression_ratio": analysis.compression_ratio(bundle.sample_shape, model.latent_dim),
+        }
+    )
     if model.config.loss.reduction == "batch_sum" and model.config.loss.scale == 0.5:
         # Seed 002 reports 0.5 * sum of squared error in standardised units, over the whole test set.
         with torch.inference_mode():
-            rec = torch.cat([model.reconstruct(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+            rec = torch.cat([model.reconstruct(x[i : i + 4096]) for i in range(0, len(x), 4096)])
         half = 0.5 * (rec - x).pow(2).flatten(1).sum(1)
         out["seed_cost_per_item"] = float(half.mean())
         out["seed_total_cost"] = float(half.sum())
     return out
 
 
-def resume_request(tm: TrainedModel, epochs: int, lr: float | None = None, device: str = "auto",
-                   data_dir: str | None = None) -> TrainRequest:
+def resume_request(
+    tm: TrainedModel, epochs: int, lr: float | None = None, device: str = "auto", data_dir: str | None = None
+) -> TrainRequest:
     """The request that continues a saved model for ``epochs`` more epochs on its own dataset."""
     preset = str(tm.meta.get("preset") or "")
     if preset.startswith("custom (") and preset.endswith(")"):
-        preset = preset[len("custom ("):-1]  # a custom model keeps the preset it started from
+        preset = preset[len("custom (") : -1]  # a custom model keeps the preset it started from
     get_preset(preset)  # a clear error for a model from an unknown preset
-    return TrainRequest(preset=preset, dataset=tm.meta.get("dataset"), epochs=epochs, lr=lr, device=device,
-                        seed=int(tm.meta.get("seed", 0)), data_dir=data_dir, limit=tm.meta.get("limit"))
+    return TrainRequest(
+        preset=preset,
+        dataset=tm.meta.get("dataset"),
+        epochs=epochs,
+        lr=lr,
+        device=device,
+        seed=int(tm.meta.get("seed", 0)),
+        data_dir=data_dir,
+        limit=tm.meta.get("limit"),
+    )
 
 
 def dataset_names() -> list[str]:

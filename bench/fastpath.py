@@ -78,16 +78,23 @@ def fast_fp32_support() -> tuple[bool, str]:
     capability = torch.backends.cpu.get_cpu_capability()
     vendor = _cpu_vendor()
     if "AVX512" not in capability:
-        return False, (f"the CPU offers {capability} at most, the same kernels MKL already uses "
-                       "(oneDNN measured at ~0.9x of MKL on AVX2)")
+        return False, (
+            f"the CPU offers {capability} at most, the same kernels MKL already uses "
+            "(oneDNN measured at ~0.9x of MKL on AVX2)"
+        )
     if vendor == "GenuineIntel":
         return False, "MKL already uses AVX-512 on Intel CPUs"
     return True, f"{vendor} with {capability}: MKL's sgemm takes its AVX2 path, oneDNN uses AVX-512"
 
 
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.dim() >= 1 and not torch.is_autocast_enabled("cpu"))
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.dim() >= 1
+        and not torch.is_autocast_enabled("cpu")
+    )
 
 
 class OneDNNLinearFunction(torch.autograd.Function):

@@ -81,15 +81,27 @@ FIG_SCALE = 2  # figures of 28x28 images are enlarged 2x (nearest neighbour) to 
 
 # The goals of the issue: (metric, comparison, target, wording).
 GOALS = {
-    "hinton-30": ("test_sse_per_item", "<=", 2.6,
-                  "MNIST squared error per image (784 pixels in [0,1]) <= 2.6 (paper 3.00, PCA-30 13.87)"),
-    "vae-mlp-bce": ("test_elbo_nats", "<=", 100.0,
-                    "VAE 784-400-20, [0,1] pixels, BCE + KL: test loss <= 100 nats per image"),
+    "hinton-30": (
+        "test_sse_per_item",
+        "<=",
+        2.6,
+        "MNIST squared error per image (784 pixels in [0,1]) <= 2.6 (paper 3.00, PCA-30 13.87)",
+    ),
+    "vae-mlp-bce": (
+        "test_elbo_nats",
+        "<=",
+        100.0,
+        "VAE 784-400-20, [0,1] pixels, BCE + KL: test loss <= 100 nats per image",
+    ),
     "conv-bce": ("bce_per_pixel", "<=", 0.090, "conv AE on MNIST: per-pixel binary cross-entropy <= 0.090"),
     "conv": ("bce_per_pixel", "<=", 0.090, "conv AE on MNIST: per-pixel binary cross-entropy <= 0.090"),
     "denoise": ("psnr_gain_db", ">=", 10.0, "denoised PSNR >= noisy PSNR + 10 dB"),
-    "seq2seq-lstm": ("sequence_accuracy", ">=", 0.99,
-                     "seq2seq-lstm after one epoch of 100,000: exact-sequence accuracy >= 99% on 10,000 fresh"),
+    "seq2seq-lstm": (
+        "sequence_accuracy",
+        ">=",
+        0.99,
+        "seq2seq-lstm after one epoch of 100,000: exact-sequence accuracy >= 99% on 10,000 fresh",
+    ),
     "probe": ("probe_margin", ">", 0.0, "logistic regression on 10-d AE codes beats PCA-10 (Fashion-MNIST)"),
     "anomaly": ("auroc", ">=", 0.99, "MNIST model scores MNIST test vs Fashion-MNIST test: AUROC >= 0.99"),
     "code-size": ("ae_minus_pca_mse", "<", 0.0, "AE test MSE below PCA's at code size {k}"),
@@ -121,27 +133,53 @@ def experiments() -> list[Experiment]:
     slow = SLOW_PRESETS
     faithful = [n for n in _faithful_ids() if n not in slow]
     faithful_slow = [n for n in _faithful_ids() if n in slow]
-    out = [Experiment(n, "preset", f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].seed})", run_preset,
-                      ("presets", *(("seed002",) if n in SEED002 else ()))) for n in faithful]
+    out = [
+        Experiment(
+            n,
+            "preset",
+            f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].seed})",
+            run_preset,
+            ("presets", *(("seed002",) if n in SEED002 else ())),
+        )
+        for n in faithful
+    ]
     out += [
         Experiment("hinton-30", "goal", "deep autoencoder 784-1000-500-250-30 on MNIST", run_hinton, ("goals",)),
         Experiment("vae-mlp-bce", "goal", "VAE 784-400-20 with BCE + KL on MNIST", run_vae_bce, ("goals",)),
         Experiment("conv-bce", "goal", "conv AE with per-pixel BCE on MNIST", run_conv_bce, ("goals",)),
-        Experiment("denoise-mnist", "goal", "denoising-conv-bce on MNIST, x + 0.5·N(0,1)", run_denoise,
-                   ("goals", "denoise")),
-        Experiment("denoise-fashion-mnist", "goal", "denoising-conv-bce on Fashion-MNIST, x + 0.5·N(0,1)",
-                   run_denoise, ("goals", "denoise")),
-        Experiment("probe-fashion-mnist", "goal", "codes as features: 10-d AE codes vs PCA-10", run_probe,
-                   ("goals",)),
-        Experiment("anomaly-mnist-vs-fashion", "goal", "anomaly detection by reconstruction error", run_anomaly,
-                   ("goals",)),
-        Experiment("code-size-mnist", "goal", "test error vs code size, AE and PCA, MNIST", run_code_size,
-                   ("goals", "code-size")),
-        Experiment("code-size-fashion-mnist", "goal", "test error vs code size, AE and PCA, Fashion-MNIST",
-                   run_code_size, ("goals", "code-size")),
+        Experiment(
+            "denoise-mnist", "goal", "denoising-conv-bce on MNIST, x + 0.5·N(0,1)", run_denoise, ("goals", "denoise")
+        ),
+        Experiment(
+            "denoise-fashion-mnist",
+            "goal",
+            "denoising-conv-bce on Fashion-MNIST, x + 0.5·N(0,1)",
+            run_denoise,
+            ("goals", "denoise"),
+        ),
+        Experiment("probe-fashion-mnist", "goal", "codes as features: 10-d AE codes vs PCA-10", run_probe, ("goals",)),
+        Experiment(
+            "anomaly-mnist-vs-fashion", "goal", "anomaly detection by reconstruction error", run_anomaly, ("goals",)
+        ),
+        Experiment(
+            "code-size-mnist",
+            "goal",
+            "test error vs code size, AE and PCA, MNIST",
+            run_code_size,
+            ("goals", "code-size"),
+        ),
+        Experiment(
+            "code-size-fashion-mnist",
+            "goal",
+            "test error vs code size, AE and PCA, Fashion-MNIST",
+            run_code_size,
+            ("goals", "code-size"),
+        ),
     ]
-    out += [Experiment(n, "preset", f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].seed})", run_preset,
-                       ("presets",)) for n in faithful_slow]
+    out += [
+        Experiment(n, "preset", f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].seed})", run_preset, ("presets",))
+        for n in faithful_slow
+    ]
     return out
 
 
@@ -153,8 +191,10 @@ def select(only: str | None) -> list[Experiment]:
     known = {e.id for e in exps} | {g for e in exps for g in e.groups}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"error: unknown experiment(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(e.id for e in exps)} or the groups {', '.join(sorted(known - {e.id for e in exps}))}.")
+        raise SystemExit(
+            f"error: unknown experiment(s) {', '.join(unknown)}; choose from "
+            f"{', '.join(e.id for e in exps)} or the groups {', '.join(sorted(known - {e.id for e in exps}))}."
+        )
     return [e for e in exps if e.id in names or set(e.groups) & set(names)]
 
 
@@ -194,23 +234,45 @@ class Ctx:
         n = self.args.eval_limit
         if n is None:
             return bundle
-        return DataBundle(bundle.name, bundle.kind, bundle.train, bundle.val.head(n), bundle.test.head(n),
-                          bundle.class_names, dict(bundle.info))
+        return DataBundle(
+            bundle.name,
+            bundle.kind,
+            bundle.train,
+            bundle.val.head(n),
+            bundle.test.head(n),
+            bundle.class_names,
+            dict(bundle.info),
+        )
 
     def data(self, name: str, val_fraction: float | None = None) -> DataBundle:
         b = load_dataset(name, self.data_dir, seed=0, val_fraction=val_fraction)
         return self.limit_eval(b.limit(self.args.limit))
 
     # --- models -------------------------------------------------------------------------------
-    def model(self, model_id: str, preset: str, dataset: str | None = None, latent_dim: int | None = None,
-              epochs: int | None = None, budget: bool = False, reuse: bool = True) -> Trained:
+    def model(
+        self,
+        model_id: str,
+        preset: str,
+        dataset: str | None = None,
+        latent_dim: int | None = None,
+        epochs: int | None = None,
+        budget: bool = False,
+        reuse: bool = True,
+    ) -> Trained:
         """Train (or reuse) one model; saved to the store as ``quality-<model_id>``."""
         p = get_preset(preset)
         dataset = dataset or p.dataset
         a = self.args
-        key = {"preset": preset, "dataset": dataset, "latent_dim": latent_dim,
-               "epochs": a.epochs or epochs or p.train.epochs, "limit": a.limit, "eval_limit": a.eval_limit,
-               "budget_min": a.budget_min if budget else None, "seed": 0}
+        key = {
+            "preset": preset,
+            "dataset": dataset,
+            "latent_dim": latent_dim,
+            "epochs": a.epochs or epochs or p.train.epochs,
+            "limit": a.limit,
+            "eval_limit": a.eval_limit,
+            "budget_min": a.budget_min if budget else None,
+            "seed": 0,
+        }
         name = f"quality-{model_id}"
         hit = self.models.get(model_id)
         if hit is not None and hit.info["key"] == key:
@@ -235,13 +297,26 @@ class Ctx:
     def _train(self, model_id, preset, dataset, latent_dim, epochs, budget, key) -> Trained:
         a = self.args
         t0 = time.perf_counter()
-        req = TrainRequest(preset=preset, dataset=dataset, epochs=a.epochs or epochs, latent_dim=latent_dim,
-                           limit=a.limit, device=a.device, data_dir=str(self.data_dir))
+        req = TrainRequest(
+            preset=preset,
+            dataset=dataset,
+            epochs=a.epochs or epochs,
+            latent_dim=latent_dim,
+            limit=a.limit,
+            device=a.device,
+            data_dir=str(self.data_dir),
+        )
         bundle, tm, cfg = prepare(req)
         bundle = self.limit_eval(bundle)
         fast = _enable_fast(tm.model, a.fast_fp32)
-        info = {"key": key, "reused": False, "epochs_planned": cfg.epochs, "recipe_epochs": cfg.epochs,
-                "fast_fp32": fast, "budget_note": ""}
+        info = {
+            "key": key,
+            "reused": False,
+            "epochs_planned": cfg.epochs,
+            "recipe_epochs": cfg.epochs,
+            "fast_fp32": fast,
+            "budget_note": "",
+        }
         budget_s = self.budget_s() if budget else None
         if budget_s is not None and not a.epochs:
             epoch_s, ips = estimate_epoch_s(tm, bundle, cfg, fast=a.fast_fp32)
@@ -249,8 +324,10 @@ class Ctx:
             fit = max(1, int(0.8 * (budget_s - (time.perf_counter() - t0)) / epoch_s))
             info.update(probe_images_per_s=ips, probe_epoch_s=epoch_s)
             if fit < cfg.epochs:
-                info["budget_note"] = (f"epochs cut from {cfg.epochs} to {fit} to fit the {a.budget_min:g}-min "
-                                       f"budget (probe: {ips:,.0f} images/s, {epoch_s:.1f} s per epoch)")
+                info["budget_note"] = (
+                    f"epochs cut from {cfg.epochs} to {fit} to fit the {a.budget_min:g}-min "
+                    f"budget (probe: {ips:,.0f} images/s, {epoch_s:.1f} s per epoch)"
+                )
                 self.log(f"  {model_id}: {info['budget_note']}")
                 cfg = dataclasses.replace(cfg, epochs=fit)
                 tm.meta["train"] = cfg.to_dict()
@@ -261,8 +338,10 @@ class Ctx:
             timer = threading.Timer(max(1.0, budget_s - (time.perf_counter() - t0)), stop.set)
             timer.daemon = True
             timer.start()
-        self.log(f"  {model_id}: training {preset} on {bundle.name} ({len(bundle.train):,} items, "
-                 f"{cfg.epochs} epochs, batch {cfg.batch_size}{', code ' + str(latent_dim) if latent_dim else ''})")
+        self.log(
+            f"  {model_id}: training {preset} on {bundle.name} ({len(bundle.train):,} items, "
+            f"{cfg.epochs} epochs, batch {cfg.batch_size}{', code ' + str(latent_dim) if latent_dim else ''})"
+        )
         try:
             result = Trainer(cfg, [_Progress(self, model_id)], stop).fit(tm.model, bundle, tm.normaliser)
         finally:
@@ -273,13 +352,21 @@ class Ctx:
 
             disable_fast_fp32(tm.model)
         if stop.is_set() and result.status in ("stopped", "done"):
-            info["budget_note"] = (info["budget_note"] + "; " if info["budget_note"] else "") + \
-                f"stopped by the {a.budget_min:g}-min budget after {len(result.history)} epoch(s)"
+            info["budget_note"] = (
+                info["budget_note"] + "; " if info["budget_note"] else ""
+            ) + f"stopped by the {a.budget_min:g}-min budget after {len(result.history)} epoch(s)"
         _finish(tm, result, cfg)
-        info.update(status=result.status, message=result.message, epochs_run=len(result.history),
-                    train_wall_s=time.perf_counter() - t0, images_per_s=result.images_per_s,
-                    history={"train_loss": [h["train_loss"] for h in result.history],
-                             "val_loss": [h["val_loss"] for h in result.history]})
+        info.update(
+            status=result.status,
+            message=result.message,
+            epochs_run=len(result.history),
+            train_wall_s=time.perf_counter() - t0,
+            images_per_s=result.images_per_s,
+            history={
+                "train_loss": [h["train_loss"] for h in result.history],
+                "val_loss": [h["val_loss"] for h in result.history],
+            },
+        )
         if result.status in ("failed", "diverged") and not result.history:
             raise RuntimeError(f"{model_id}: training {result.status}: {result.message}")
         tm.metrics.update(evaluate(tm, bundle))
@@ -301,12 +388,22 @@ def _finish(tm: TrainedModel, result: TrainResult, cfg) -> None:
     """What aecore.workflow.train records after Trainer.fit."""
     tm.history = result.history
     tm.optimizer_state = result.optimizer_state
-    tm.meta.update(status=result.status, message=result.message, train=cfg.to_dict(),
-                   trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    tm.meta.update(
+        status=result.status,
+        message=result.message,
+        train=cfg.to_dict(),
+        trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
     tm.model.eval()
-    tm.metrics = {"status": result.status, "epochs": len(result.history), "images_per_s": result.images_per_s,
-                  "wall_s": result.wall_s, "final_train_loss": result.final_train_loss,
-                  "final_val_loss": result.final_val_loss, "best_epoch": result.best_epoch}
+    tm.metrics = {
+        "status": result.status,
+        "epochs": len(result.history),
+        "images_per_s": result.images_per_s,
+        "wall_s": result.wall_s,
+        "final_train_loss": result.final_train_loss,
+        "final_val_loss": result.final_val_loss,
+        "best_epoch": result.best_epoch,
+    }
 
 
 class _Progress:
@@ -315,19 +412,29 @@ class _Progress:
 
     def on_epoch_end(self, e) -> None:
         val = "" if e.val_loss is None else f", val {e.val_loss:.5g}"
-        self.ctx.log(f"    {self.model_id} epoch {e.epoch}/{e.epochs}: train {e.train_loss:.5g}{val}, "
-                     f"{e.images_per_s:,.0f} images/s, {e.elapsed_s:.0f} s")
+        self.ctx.log(
+            f"    {self.model_id} epoch {e.epoch}/{e.epochs}: train {e.train_loss:.5g}{val}, "
+            f"{e.images_per_s:,.0f} images/s, {e.elapsed_s:.0f} s"
+        )
 
 
-def estimate_epoch_s(tm: TrainedModel, bundle: DataBundle, cfg, steps: int = 25,
-                     fast: str = "auto") -> tuple[float, float]:
+def estimate_epoch_s(
+    tm: TrainedModel, bundle: DataBundle, cfg, steps: int = 25, fast: str = "auto"
+) -> tuple[float, float]:
     """Seconds per epoch of this recipe here, from ``steps`` training steps of a copy of the model
     (the validation pass counted at a third of a training step per item)."""
     model = copy.deepcopy(tm.model)
     _enable_fast(model, fast)
     n = min(len(bundle.train), cfg.batch_size * steps)
-    small = DataBundle(bundle.name, bundle.kind, bundle.train.head(n), bundle.val.head(min(256, len(bundle.val))),
-                       bundle.test.head(1), bundle.class_names, dict(bundle.info))
+    small = DataBundle(
+        bundle.name,
+        bundle.kind,
+        bundle.train.head(n),
+        bundle.val.head(min(256, len(bundle.val))),
+        bundle.test.head(1),
+        bundle.class_names,
+        dict(bundle.info),
+    )
     probe_cfg = dataclasses.replace(cfg, epochs=1, early_stopping_patience=None)
     res = Trainer(probe_cfg).fit(model, small, tm.normaliser)
     ips = max(res.images_per_s, 1e-9)
@@ -360,7 +467,7 @@ def vae_test_elbo(tm: TrainedModel, x: np.ndarray, seed: int = 0, batch: int = 2
     tot_s, tot_m, tot_kl = 0.0, 0.0, 0.0
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            xb = tm.to_model_space(torch.as_tensor(as_float_any(x[i:i + batch])))
+            xb = tm.to_model_space(torch.as_tensor(as_float_any(x[i : i + batch])))
             mu, logvar = model.encode_stats(xb)
             eps = torch.randn(mu.shape, generator=gen).to(mu.device)
             z = mu + eps * torch.exp(0.5 * logvar)
@@ -387,17 +494,35 @@ def denoise_metrics(tm: TrainedModel, x: np.ndarray, seed: int = 0) -> tuple[dic
     den = analysis.reconstruct(tm, noisy)
     noisy_mse = float(np.mean((noisy.astype(np.float64) - clean) ** 2))
     den_mse = float(np.mean((den.astype(np.float64) - clean) ** 2))
-    m = {"noisy_mse": noisy_mse, "denoised_mse": den_mse, "noisy_psnr_db": analysis.psnr(noisy_mse),
-         "denoised_psnr_db": analysis.psnr(den_mse)}
+    m = {
+        "noisy_mse": noisy_mse,
+        "denoised_mse": den_mse,
+        "noisy_psnr_db": analysis.psnr(noisy_mse),
+        "denoised_psnr_db": analysis.psnr(den_mse),
+    }
     m["psnr_gain_db"] = m["denoised_psnr_db"] - m["noisy_psnr_db"]
     return m, noisy, den
 
 
 def standard_metrics(t: Trained) -> dict:
     m = t.tm.metrics
-    keys = ("test_loss", "test_mse", "psnr_db", "pca_test_mse", "pca_psnr_db", "test_sse_per_item",
-            "pca_sse_per_item", "pca_components", "latent_dim", "compression_ratio", "seed_cost_per_item", "sequence_accuracy",
-            "token_accuracy", "final_train_loss", "final_val_loss")
+    keys = (
+        "test_loss",
+        "test_mse",
+        "psnr_db",
+        "pca_test_mse",
+        "pca_psnr_db",
+        "test_sse_per_item",
+        "pca_sse_per_item",
+        "pca_components",
+        "latent_dim",
+        "compression_ratio",
+        "seed_cost_per_item",
+        "sequence_accuracy",
+        "token_accuracy",
+        "final_train_loss",
+        "final_val_loss",
+    )
     out = {k: m[k] for k in keys if k in m}
     out["n_test"] = m.get("n_items")
     if t.bundle.kind == "image" and t.tm.model.config.input_shape[0] == 1:
@@ -411,24 +536,39 @@ def standard_metrics(t: Trained) -> dict:
 
 def train_fields(t: Trained) -> dict:
     i = t.info
-    return {"epochs": i.get("epochs_run"), "epochs_planned": i.get("epochs_planned"),
-            "recipe_epochs": i.get("recipe_epochs"), "train_wall_s": i.get("train_wall_s"),
-            "images_per_s": i.get("images_per_s"), "train_status": i.get("status"),
-            "budget_note": i.get("budget_note", ""), "fast_fp32": i.get("fast_fp32"),
-            "model": i.get("model_name"), "reused_model": i.get("reused", False),
-            "n_train": len(t.bundle.train)}
+    return {
+        "epochs": i.get("epochs_run"),
+        "epochs_planned": i.get("epochs_planned"),
+        "recipe_epochs": i.get("recipe_epochs"),
+        "train_wall_s": i.get("train_wall_s"),
+        "images_per_s": i.get("images_per_s"),
+        "train_status": i.get("status"),
+        "budget_note": i.get("budget_note", ""),
+        "fast_fp32": i.get("fast_fp32"),
+        "model": i.get("model_name"),
+        "reused_model": i.get("reused", False),
+        "n_train": len(t.bundle.train),
+    }
 
 
-def goal(name: str, value: float | None, train_wall_s: float | None, fmt: dict | None = None,
-         experiment: str | None = None) -> dict:
+def goal(
+    name: str, value: float | None, train_wall_s: float | None, fmt: dict | None = None, experiment: str | None = None
+) -> dict:
     metric, op, target, text = GOALS[name]
     ok = None
     if value is not None and math.isfinite(value):
         ok = {"<=": value <= target, ">=": value >= target, "<": value < target, ">": value > target}[op]
-    return {"goal": text.format(**(fmt or {})), "metric": metric, "op": op, "target": target, "value": value,
-            "met": ok, "train_wall_s": train_wall_s,
-            "within_budget": None if train_wall_s is None else train_wall_s <= BUDGET_MIN * 60 + 1,
-            "experiment": experiment}
+    return {
+        "goal": text.format(**(fmt or {})),
+        "metric": metric,
+        "op": op,
+        "target": target,
+        "value": value,
+        "met": ok,
+        "train_wall_s": train_wall_s,
+        "within_budget": None if train_wall_s is None else train_wall_s <= BUDGET_MIN * 60 + 1,
+        "experiment": experiment,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -459,8 +599,16 @@ def rel(ctx: Ctx, path: Path) -> str:
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
-def line_chart(path: Path, series: list[dict], title: str, xlabel: str, ylabel: str, logy: bool = False,
-               xticks: list[float] | None = None, logx: bool = False) -> str:
+def line_chart(
+    path: Path,
+    series: list[dict],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logy: bool = False,
+    xticks: list[float] | None = None,
+    logx: bool = False,
+) -> str:
     """One chart of several series ({label, x, y, dashed, color index}); matplotlib when installed, else PIL.
     Returns which of the two drew it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -502,8 +650,14 @@ def _pil_chart(path, series, title, xlabel, ylabel, logy, xticks, logx=False) ->
     fy = math.log10 if logy else float
 
     def ok(x, y):
-        return (y is not None and math.isfinite(y) and (not logy or y > 0) and x is not None
-                and math.isfinite(x) and (not logx or x > 0))
+        return (
+            y is not None
+            and math.isfinite(y)
+            and (not logy or y > 0)
+            and x is not None
+            and math.isfinite(x)
+            and (not logx or x > 0)
+        )
 
     pts = [(fx(x), fy(y)) for s in series for x, y in zip(s["x"], s["y"]) if ok(x, y)] or [(0.0, 0.0), (1.0, 1.0)]
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
@@ -523,13 +677,13 @@ def _pil_chart(path, series, title, xlabel, ylabel, logy, xticks, logx=False) ->
         yv = y0 + (y1 - y0) * i / 5
         _, yy = px(x0, yv)
         d.line([L, yy, W - R, yy], fill=(225, 225, 225))
-        label = f"{(10 ** yv) if logy else yv:.3g}"
+        label = f"{(10**yv) if logy else yv:.3g}"
         d.text((L - 5 - d.textlength(label, font=font), yy - 6), label, fill=(0, 0, 0), font=font)
     ticks = [fx(v) for v in xticks] if xticks else [x0 + (x1 - x0) * i / 5 for i in range(6)]
     for xv in ticks:
         xx, _ = px(xv, y0)
         d.line([xx, T, xx, H - B], fill=(235, 235, 235))
-        d.text((xx - 12, H - B + 5), f"{(10 ** xv) if logx else xv:.3g}", fill=(0, 0, 0), font=font)
+        d.text((xx - 12, H - B + 5), f"{(10**xv) if logx else xv:.3g}", fill=(0, 0, 0), font=font)
     legend = []
     for i, s in enumerate(series):
         c = COLORS[s.get("color", i) % len(COLORS)]
@@ -541,8 +695,14 @@ def _pil_chart(path, series, title, xlabel, ylabel, logy, xticks, logx=False) ->
             length = math.hypot(b[0] - a[0], b[1] - a[1])
             for u in np.arange(0.0, length, 12.0):  # 7-pixel dashes, 5-pixel gaps
                 v = min(u + 7.0, length)
-                d.line([(a[0] + (b[0] - a[0]) * u / length, a[1] + (b[1] - a[1]) * u / length),
-                        (a[0] + (b[0] - a[0]) * v / length, a[1] + (b[1] - a[1]) * v / length)], fill=c, width=2)
+                d.line(
+                    [
+                        (a[0] + (b[0] - a[0]) * u / length, a[1] + (b[1] - a[1]) * u / length),
+                        (a[0] + (b[0] - a[0]) * v / length, a[1] + (b[1] - a[1]) * v / length),
+                    ],
+                    fill=c,
+                    width=2,
+                )
         for x, y in xy:
             d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=c)
         legend.append((c, s["label"][:36], s.get("dashed", False)))
@@ -550,8 +710,9 @@ def _pil_chart(path, series, title, xlabel, ylabel, logy, xticks, logx=False) ->
         d.rectangle([W - R - 236, T + 4, W - R - 4, T + 12 + 14 * len(legend)], fill="white", outline=(160, 160, 160))
         for i, (c, label, dashed) in enumerate(legend):
             ly = T + 8 + 14 * i
-            for x_a, x_b in ((W - R - 230, W - R - 221), (W - R - 214, W - R - 205)) if dashed else \
-                    ((W - R - 230, W - R - 205),):
+            for x_a, x_b in (
+                ((W - R - 230, W - R - 221), (W - R - 214, W - R - 205)) if dashed else ((W - R - 230, W - R - 205),)
+            ):
                 d.line([x_a, ly + 6, x_b, ly + 6], fill=c, width=3)
             d.text((W - R - 200, ly), label, fill=(0, 0, 0), font=font)
     d.text((L, 12), title, fill=(0, 0, 0), font=font)
@@ -574,8 +735,13 @@ def cost_chart(ctx: Ctx) -> str | None:
     if not series:
         return None
     path = ctx.fig_dir / "cost-seed002.png"
-    line_chart(path, series, "Seed 002: training cost per epoch (MNIST, standardised pixels)", "epoch",
-               "mean cost per batch of 128 (0.5·SSE [+ KL])")
+    line_chart(
+        path,
+        series,
+        "Seed 002: training cost per epoch (MNIST, standardised pixels)",
+        "epoch",
+        "mean cost per batch of 128 (0.5·SSE [+ KL])",
+    )
     return rel(ctx, path)
 
 
@@ -587,15 +753,28 @@ def code_size_chart(ctx: Ctx) -> str | None:
             continue
         per = row["metrics"]["by_code_size"]
         ks = sorted(int(k) for k in per)
-        series.append({"label": f"AE {ds}", "x": ks, "y": [per[str(k)]["ae_test_mse"] for k in ks],
-                       "color": colour})
-        series.append({"label": f"PCA {ds}", "x": ks, "y": [per[str(k)]["pca_test_mse"] for k in ks],
-                       "dashed": True, "color": colour})
+        series.append({"label": f"AE {ds}", "x": ks, "y": [per[str(k)]["ae_test_mse"] for k in ks], "color": colour})
+        series.append(
+            {
+                "label": f"PCA {ds}",
+                "x": ks,
+                "y": [per[str(k)]["pca_test_mse"] for k in ks],
+                "dashed": True,
+                "color": colour,
+            }
+        )
     if not series:
         return None
     path = ctx.fig_dir / "code-size.png"
-    line_chart(path, series, "Test MSE per pixel against code size", "code size", "test MSE (log scale)",
-               logy=True, xticks=list(CODE_SIZES))
+    line_chart(
+        path,
+        series,
+        "Test MSE per pixel against code size",
+        "code size",
+        "test MSE (log scale)",
+        logy=True,
+        xticks=list(CODE_SIZES),
+    )
     return rel(ctx, path)
 
 
@@ -606,8 +785,15 @@ def run_preset(ctx: Ctx, exp: Experiment) -> dict:
     name = exp.id
     p = PRESETS[name]
     t = ctx.model(name, name, budget=name in SLOW_PRESETS, reuse=ctx.args.resume)
-    row = {"preset": name, "dataset": t.bundle.name, "metrics": standard_metrics(t), **train_fields(t),
-           "history": t.info.get("history", {}), "figures": [], "goals": []}
+    row = {
+        "preset": name,
+        "dataset": t.bundle.name,
+        "metrics": standard_metrics(t),
+        **train_fields(t),
+        "history": t.info.get("history", {}),
+        "figures": [],
+        "goals": [],
+    }
     wall = t.info.get("train_wall_s")
     if t.bundle.kind == "image":
         row["figures"].append(recon_figure(ctx, t, name))
@@ -624,8 +810,9 @@ def run_preset(ctx: Ctx, exp: Experiment) -> dict:
     if t.bundle.kind == "sequence":
         x, y = t.bundle.test.x[:5], t.bundle.test.target[:5]
         pred = analysis.reconstruct(t.tm, x)
-        row["examples"] = [{"input": a.tolist(), "expected": b.tolist(), "predicted": c.tolist()}
-                           for a, b, c in zip(x, y, pred)]
+        row["examples"] = [
+            {"input": a.tolist(), "expected": b.tolist(), "predicted": c.tolist()} for a, b, c in zip(x, y, pred)
+        ]
         row["goals"].append(goal("seq2seq-lstm", row["metrics"].get("sequence_accuracy"), wall, experiment=name))
     if name == "conv":
         row["goals"].append(goal("conv", row["metrics"]["bce_per_pixel"], wall, experiment=name))
@@ -640,9 +827,15 @@ def run_preset(ctx: Ctx, exp: Experiment) -> dict:
 def run_hinton(ctx: Ctx, exp: Experiment) -> dict:
     t = ctx.model(exp.id, "hinton-30", budget=True, reuse=ctx.args.resume)
     m = standard_metrics(t)
-    return {"preset": "hinton-30", "dataset": t.bundle.name, "metrics": m, **train_fields(t),
-            "history": t.info.get("history", {}), "figures": [recon_figure(ctx, t, exp.id)],
-            "goals": [goal("hinton-30", m["test_sse_per_item"], t.info.get("train_wall_s"), experiment=exp.id)]}
+    return {
+        "preset": "hinton-30",
+        "dataset": t.bundle.name,
+        "metrics": m,
+        **train_fields(t),
+        "history": t.info.get("history", {}),
+        "figures": [recon_figure(ctx, t, exp.id)],
+        "goals": [goal("hinton-30", m["test_sse_per_item"], t.info.get("train_wall_s"), experiment=exp.id)],
+    }
 
 
 def run_vae_bce(ctx: Ctx, exp: Experiment) -> dict:
@@ -652,17 +845,29 @@ def run_vae_bce(ctx: Ctx, exp: Experiment) -> dict:
     z = np.random.default_rng(0).standard_normal((10, t.tm.model.latent_dim)).astype(np.float32)
     path = ctx.fig_dir / f"samples-{exp.id}.png"
     save_png(analysis.image_grid([analysis.decode(t.tm, z)]), path, FIG_SCALE)
-    return {"preset": "vae-mlp-bce", "dataset": t.bundle.name, "metrics": m, **train_fields(t),
-            "history": t.info.get("history", {}), "figures": [recon_figure(ctx, t, exp.id), rel(ctx, path)],
-            "goals": [goal("vae-mlp-bce", m["test_elbo_nats"], t.info.get("train_wall_s"), experiment=exp.id)]}
+    return {
+        "preset": "vae-mlp-bce",
+        "dataset": t.bundle.name,
+        "metrics": m,
+        **train_fields(t),
+        "history": t.info.get("history", {}),
+        "figures": [recon_figure(ctx, t, exp.id), rel(ctx, path)],
+        "goals": [goal("vae-mlp-bce", m["test_elbo_nats"], t.info.get("train_wall_s"), experiment=exp.id)],
+    }
 
 
 def run_conv_bce(ctx: Ctx, exp: Experiment) -> dict:
     t = ctx.model(exp.id, "conv-bce", budget=True, reuse=ctx.args.resume)
     m = standard_metrics(t)
-    return {"preset": "conv-bce", "dataset": t.bundle.name, "metrics": m, **train_fields(t),
-            "history": t.info.get("history", {}), "figures": [recon_figure(ctx, t, exp.id)],
-            "goals": [goal("conv-bce", m["bce_per_pixel"], t.info.get("train_wall_s"), experiment=exp.id)]}
+    return {
+        "preset": "conv-bce",
+        "dataset": t.bundle.name,
+        "metrics": m,
+        **train_fields(t),
+        "history": t.info.get("history", {}),
+        "figures": [recon_figure(ctx, t, exp.id)],
+        "goals": [goal("conv-bce", m["bce_per_pixel"], t.info.get("train_wall_s"), experiment=exp.id)],
+    }
 
 
 def denoise_figure(ctx: Ctx, t: Trained, noisy: np.ndarray, den: np.ndarray, fig_id: str, n: int = 10) -> str:
@@ -677,10 +882,15 @@ def run_denoise(ctx: Ctx, exp: Experiment) -> dict:
     m = standard_metrics(t)
     dm, noisy, den = denoise_metrics(t.tm, t.bundle.test.x)
     m.update(dm)
-    return {"preset": DENOISE_PRESET, "dataset": ds, "metrics": m, **train_fields(t),
-            "history": t.info.get("history", {}), "figures": [denoise_figure(ctx, t, noisy, den, exp.id)],
-            "goals": [goal("denoise", dm["psnr_gain_db"], t.info.get("train_wall_s"),
-                           experiment=f"{exp.id}")]}
+    return {
+        "preset": DENOISE_PRESET,
+        "dataset": ds,
+        "metrics": m,
+        **train_fields(t),
+        "history": t.info.get("history", {}),
+        "figures": [denoise_figure(ctx, t, noisy, den, exp.id)],
+        "goals": [goal("denoise", dm["psnr_gain_db"], t.info.get("train_wall_s"), experiment=f"{exp.id}")],
+    }
 
 
 def run_probe(ctx: Ctx, exp: Experiment) -> dict:
@@ -693,16 +903,28 @@ def run_probe(ctx: Ctx, exp: Experiment) -> dict:
     k = t.tm.model.latent_dim
     pca = analysis.pca_fit(as_float(b.train.x, b), k)
     pc = analysis.linear_probe(pca.transform(b.train.x), tr_y, pca.transform(b.test.x), te_y)
-    m = {"ae_probe_accuracy": ae, "pca_probe_accuracy": pc, "probe_margin": ae - pc, "code_size": k,
-         "ae_model": PROBE_MODEL, "probe_s": time.perf_counter() - t0}
+    m = {
+        "ae_probe_accuracy": ae,
+        "pca_probe_accuracy": pc,
+        "probe_margin": ae - pc,
+        "code_size": k,
+        "ae_model": PROBE_MODEL,
+        "probe_s": time.perf_counter() - t0,
+    }
     other = ctx.models.get("code-size-fashion-mnist-k10")  # only when this run already has it
     if other is not None:
         ob = other.bundle
         m["curve_ae10_probe_accuracy"] = analysis.linear_probe(
-            analysis.encode(other.tm, ob.train.x), ob.train.labels, analysis.encode(other.tm, ob.test.x),
-            ob.test.labels)
-    return {"preset": PROBE_MODEL, "dataset": b.name, "metrics": m, **train_fields(t), "figures": [],
-            "goals": [goal("probe", m["probe_margin"], t.info.get("train_wall_s"), experiment=exp.id)]}
+            analysis.encode(other.tm, ob.train.x), ob.train.labels, analysis.encode(other.tm, ob.test.x), ob.test.labels
+        )
+    return {
+        "preset": PROBE_MODEL,
+        "dataset": b.name,
+        "metrics": m,
+        **train_fields(t),
+        "figures": [],
+        "goals": [goal("probe", m["probe_margin"], t.info.get("train_wall_s"), experiment=exp.id)],
+    }
 
 
 def run_anomaly(ctx: Ctx, exp: Experiment) -> dict:
@@ -714,8 +936,14 @@ def run_anomaly(ctx: Ctx, exp: Experiment) -> dict:
     odd = analysis.per_item_errors(t.tm, fashion.test.x)
     y = np.r_[np.zeros(len(normal)), np.ones(len(odd))]
     auroc = float(roc_auc_score(y, np.r_[normal, odd]))
-    m = {"auroc": auroc, "model": ANOMALY_MODEL, "n_mnist": len(normal), "n_fashion": len(odd),
-         "mnist_mean_error": float(normal.mean()), "fashion_mean_error": float(odd.mean())}
+    m = {
+        "auroc": auroc,
+        "model": ANOMALY_MODEL,
+        "n_mnist": len(normal),
+        "n_fashion": len(odd),
+        "mnist_mean_error": float(normal.mean()),
+        "fashion_mean_error": float(odd.mean()),
+    }
     others = {}
     for mid, o in ctx.models.items():  # every other MNIST image model this run already has
         if mid != ANOMALY_MODEL and o.bundle.name == "mnist" and o.bundle.kind == "image":
@@ -729,40 +957,87 @@ def run_anomaly(ctx: Ctx, exp: Experiment) -> dict:
     edges = np.linspace(lo, hi + 1e-9, 41)
     centers = 10 ** ((edges[:-1] + edges[1:]) / 2)
     path = ctx.fig_dir / "anomaly-hist.png"
-    series = [{"label": f"MNIST test ({len(normal):,})", "x": centers.tolist(),
-               "y": np.histogram(np.log10(np.maximum(normal, 1e-8)), edges)[0].tolist()},
-              {"label": f"Fashion-MNIST test ({len(odd):,})", "x": centers.tolist(),
-               "y": np.histogram(np.log10(np.maximum(odd, 1e-8)), edges)[0].tolist()}]
-    line_chart(path, series, f"Reconstruction error of the {ANOMALY_MODEL} MNIST model (AUROC {auroc:.4f})",
-               "per-image MSE (log scale)", "images per bin (log-spaced bins)", logx=True)
-    return {"preset": ANOMALY_MODEL, "dataset": "mnist vs fashion-mnist", "metrics": m, **train_fields(t),
-            "figures": [rel(ctx, path)],
-            "goals": [goal("anomaly", auroc, t.info.get("train_wall_s"), experiment=exp.id)]}
+    series = [
+        {
+            "label": f"MNIST test ({len(normal):,})",
+            "x": centers.tolist(),
+            "y": np.histogram(np.log10(np.maximum(normal, 1e-8)), edges)[0].tolist(),
+        },
+        {
+            "label": f"Fashion-MNIST test ({len(odd):,})",
+            "x": centers.tolist(),
+            "y": np.histogram(np.log10(np.maximum(odd, 1e-8)), edges)[0].tolist(),
+        },
+    ]
+    line_chart(
+        path,
+        series,
+        f"Reconstruction error of the {ANOMALY_MODEL} MNIST model (AUROC {auroc:.4f})",
+        "per-image MSE (log scale)",
+        "images per bin (log-spaced bins)",
+        logx=True,
+    )
+    return {
+        "preset": ANOMALY_MODEL,
+        "dataset": "mnist vs fashion-mnist",
+        "metrics": m,
+        **train_fields(t),
+        "figures": [rel(ctx, path)],
+        "goals": [goal("anomaly", auroc, t.info.get("train_wall_s"), experiment=exp.id)],
+    }
 
 
 def run_code_size(ctx: Ctx, exp: Experiment) -> dict:
     ds = exp.id.removeprefix("code-size-")
     per, goals, walls, epochs, notes = {}, [], {}, {}, []
     for k in CODE_SIZES:
-        t = ctx.model(f"{exp.id}-k{k}", CURVE_PRESET, dataset=ds, latent_dim=k, epochs=CURVE_EPOCHS, budget=True,
-                      reuse=ctx.args.resume)
+        t = ctx.model(
+            f"{exp.id}-k{k}",
+            CURVE_PRESET,
+            dataset=ds,
+            latent_dim=k,
+            epochs=CURVE_EPOCHS,
+            budget=True,
+            reuse=ctx.args.resume,
+        )
         m = t.tm.metrics
-        per[str(k)] = {"ae_test_mse": m["test_mse"], "pca_test_mse": m["pca_test_mse"], "ae_psnr_db": m["psnr_db"],
-                       "pca_psnr_db": m["pca_psnr_db"], "pca_components": m["pca_components"],
-                       "epochs": t.info.get("epochs_run"), "train_wall_s": t.info.get("train_wall_s"),
-                       "model": t.info.get("model_name")}
+        per[str(k)] = {
+            "ae_test_mse": m["test_mse"],
+            "pca_test_mse": m["pca_test_mse"],
+            "ae_psnr_db": m["psnr_db"],
+            "pca_psnr_db": m["pca_psnr_db"],
+            "pca_components": m["pca_components"],
+            "epochs": t.info.get("epochs_run"),
+            "train_wall_s": t.info.get("train_wall_s"),
+            "model": t.info.get("model_name"),
+        }
         walls[str(k)] = t.info.get("train_wall_s")
         epochs[str(k)] = t.info.get("epochs_run")
         if t.info.get("budget_note"):
             notes.append(f"code {k}: {t.info['budget_note']}")
         if k in (2, 10):
-            goals.append(goal("code-size", m["test_mse"] - m["pca_test_mse"], t.info.get("train_wall_s"),
-                              {"k": k}, experiment=f"{exp.id} (k={k})"))
+            goals.append(
+                goal(
+                    "code-size",
+                    m["test_mse"] - m["pca_test_mse"],
+                    t.info.get("train_wall_s"),
+                    {"k": k},
+                    experiment=f"{exp.id} (k={k})",
+                )
+            )
             goals[-1]["detail"] = f"AE {m['test_mse']:.5f} vs PCA {m['pca_test_mse']:.5f}"
     total = sum(v for v in walls.values() if v)
-    return {"preset": f"{CURVE_PRESET} (code size changed)", "dataset": ds, "metrics": {"by_code_size": per},
-            "epochs": epochs, "train_wall_s": total, "budget_note": "; ".join(notes), "figures": [],
-            "goals": goals, "n_train": len(t.bundle.train)}
+    return {
+        "preset": f"{CURVE_PRESET} (code size changed)",
+        "dataset": ds,
+        "metrics": {"by_code_size": per},
+        "epochs": epochs,
+        "train_wall_s": total,
+        "budget_note": "; ".join(notes),
+        "figures": [],
+        "goals": goals,
+        "n_train": len(t.bundle.train),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -785,8 +1060,12 @@ def _clean(obj):
 
 
 def write_json(ctx: Ctx) -> None:
-    doc = {"title": "Autoencoder Studio: quality reproduction", "runs": ctx.hardware["runs"],
-           "hardware": ctx.hardware["now"], "experiments": ctx.results}
+    doc = {
+        "title": "Autoencoder Studio: quality reproduction",
+        "runs": ctx.hardware["runs"],
+        "hardware": ctx.hardware["now"],
+        "experiments": ctx.results,
+    }
     path = ctx.out / "results.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False))
@@ -824,32 +1103,42 @@ def write_markdown(ctx: Ctx) -> None:
     rows = ctx.results
     hw = ctx.hardware["now"]
     last = ctx.hardware["runs"][-1]
-    L = ["# Quality reproduction", "",
-         "Written by `bench/quality.py`; every figure below comes from `results.json` beside this file.", "",
-         f"- last command: `{last['command']}`",
-         f"- date: {last['started']}",
-         f"- hardware: {hw['device']}; CPU {hw['cpu_model']} ({hw['cpu_count']} logical cores); "
-         f"torch {hw['torch']}, Python {hw['python']}, {hw['platform']}",
-         f"- load average at start (1, 5, 15 min): {last.get('load_avg_start')}; the machine is shared, so wall "
-         "times depend on what else ran (each row records the load average at its start and end)",
-         "- reproduce everything: `.venv/bin/python bench/quality.py --data-dir ../shared/data` "
-         "(one row: the command in its row; `--resume` continues an interrupted run)",
-         "- each row lists its own command, hardware and wall time; rows run with `--limit`, `--eval-limit` "
-         "or `--epochs` are smoke runs, not the recipe's figures.", ""]
+    L = [
+        "# Quality reproduction",
+        "",
+        "Written by `bench/quality.py`; every figure below comes from `results.json` beside this file.",
+        "",
+        f"- last command: `{last['command']}`",
+        f"- date: {last['started']}",
+        f"- hardware: {hw['device']}; CPU {hw['cpu_model']} ({hw['cpu_count']} logical cores); "
+        f"torch {hw['torch']}, Python {hw['python']}, {hw['platform']}",
+        f"- load average at start (1, 5, 15 min): {last.get('load_avg_start')}; the machine is shared, so wall "
+        "times depend on what else ran (each row records the load average at its start and end)",
+        "- reproduce everything: `.venv/bin/python bench/quality.py --data-dir ../shared/data` "
+        "(one row: the command in its row; `--resume` continues an interrupted run)",
+        "- each row lists its own command, hardware and wall time; rows run with `--limit`, `--eval-limit` "
+        "or `--epochs` are smoke runs, not the recipe's figures.",
+        "",
+    ]
     quick = [r["experiment"] for r in rows.values() if r.get("settings", {}).get("quick")]
     if quick:
         L += [f"> **Smoke-run rows** (trained on a subset or for fewer epochs): {', '.join(quick)}.", ""]
 
     # Goals
-    L += ["## Goals", "",
-          "| goal | experiment | measured | target | result | trained in | within 30 min | note |",
-          "|---|---|---:|---:|---|---:|---|---|"]
+    L += [
+        "## Goals",
+        "",
+        "| goal | experiment | measured | target | result | trained in | within 30 min | note |",
+        "|---|---|---:|---:|---|---:|---|---|",
+    ]
     for r in rows.values():
         for g in r.get("goals", []):
             note = "; ".join(x for x in (g.get("detail"), r.get("budget_note"), r.get("error")) if x)
-            L.append(f"| {g['goal']} | {g.get('experiment') or r['experiment']} | {_fmt(g['value'])} | "
-                     f"{g['op']} {_fmt(g['target'])} | {_met(g)} | {_dur(g.get('train_wall_s'))} | "
-                     f"{_fmt(g.get('within_budget'))} | {note} |")
+            L.append(
+                f"| {g['goal']} | {g.get('experiment') or r['experiment']} | {_fmt(g['value'])} | "
+                f"{g['op']} {_fmt(g['target'])} | {_met(g)} | {_dur(g.get('train_wall_s'))} | "
+                f"{_fmt(g.get('within_budget'))} | {note} |"
+            )
     missed = [(r, g) for r in rows.values() for g in r.get("goals", []) if g.get("met") is False]
     failed = [r for r in rows.values() if r.get("status") != "done"]
     if missed or failed:
@@ -864,8 +1153,10 @@ def write_markdown(ctx: Ctx) -> None:
                 facts.append("training took longer than 30 minutes")
             m = r.get("metrics", {})
             if m.get("mean_output") is not None and m["mean_output"] < 0.02:
-                facts.append(f"the output is (nearly) all black: test MSE {_fmt(m['test_mse'])} against "
-                             f"{_fmt(m['all_black_mse'])} for an all-black image")
+                facts.append(
+                    f"the output is (nearly) all black: test MSE {_fmt(m['test_mse'])} against "
+                    f"{_fmt(m['all_black_mse'])} for an all-black image"
+                )
             L.append(f"- {g['goal']} ({g.get('experiment')}): " + "; ".join(facts) + ".")
         for r in failed:
             L.append(f"- {r['experiment']} did not finish: {r.get('error', r.get('status'))}")
@@ -874,24 +1165,37 @@ def write_markdown(ctx: Ctx) -> None:
         L += ["", notes.read_text(encoding="utf-8").strip()]
 
     # Preset rows
-    L += ["", "## Presets and goal models", "",
-          "Test split of each dataset; MSE per pixel on [0, 1] images (SSE = MSE × 784); PCA fitted on the "
-          "training split at the same code size; seed cost = seed 002's 0.5·SSE per test image in "
-          "standardised units.", "",
-          "| experiment | preset | dataset | code | test MSE | SSE/img | PSNR dB | PCA MSE | PCA PSNR | BCE/px | "
-          "other | epochs | train | wall | images/s |",
-          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    L += [
+        "",
+        "## Presets and goal models",
+        "",
+        "Test split of each dataset; MSE per pixel on [0, 1] images (SSE = MSE × 784); PCA fitted on the "
+        "training split at the same code size; seed cost = seed 002's 0.5·SSE per test image in "
+        "standardised units.",
+        "",
+        "| experiment | preset | dataset | code | test MSE | SSE/img | PSNR dB | PCA MSE | PCA PSNR | BCE/px | "
+        "other | epochs | train | wall | images/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for r in rows.values():
         m = r.get("metrics", {})
         if "by_code_size" in m or r.get("status") != "done":
             continue
         other = []
-        for k, label in (("seed_cost_per_item", "seed cost"), ("test_loss", "test loss"),
-                         ("sequence_accuracy", "seq acc"), ("token_accuracy", "token acc"),
-                         ("test_elbo_nats", "ELBO nats"), ("test_loss_at_mean_nats", "loss at z=mu"),
-                         ("noisy_psnr_db", "noisy PSNR"), ("denoised_psnr_db", "denoised PSNR"),
-                         ("ae_probe_accuracy", "AE probe"), ("pca_probe_accuracy", "PCA probe"),
-                         ("curve_ae10_probe_accuracy", "curve AE-10 probe"), ("auroc", "AUROC")):
+        for k, label in (
+            ("seed_cost_per_item", "seed cost"),
+            ("test_loss", "test loss"),
+            ("sequence_accuracy", "seq acc"),
+            ("token_accuracy", "token acc"),
+            ("test_elbo_nats", "ELBO nats"),
+            ("test_loss_at_mean_nats", "loss at z=mu"),
+            ("noisy_psnr_db", "noisy PSNR"),
+            ("denoised_psnr_db", "denoised PSNR"),
+            ("ae_probe_accuracy", "AE probe"),
+            ("pca_probe_accuracy", "PCA probe"),
+            ("curve_ae10_probe_accuracy", "curve AE-10 probe"),
+            ("auroc", "AUROC"),
+        ):
             if m.get(k) is not None:
                 other.append(f"{label} {_fmt(m[k])}")
         for mid, v in (m.get("auroc_other_models") or {}).items():
@@ -899,25 +1203,34 @@ def write_markdown(ctx: Ctx) -> None:
         code = _fmt(m.get("latent_dim"))
         if m.get("pca_components") is not None and m.get("pca_components") != m.get("latent_dim"):
             code += f" (PCA {m['pca_components']})"  # PCA has at most min(784, training items) components
-        L.append(f"| {r['experiment']} | {r.get('preset', '')} | {r.get('dataset', '')} | {code} | "
-                 f"{_fmt(m.get('test_mse'))} | {_fmt(m.get('test_sse_per_item'))} | {_fmt(m.get('psnr_db'))} | "
-                 f"{_fmt(m.get('pca_test_mse'))} | {_fmt(m.get('pca_psnr_db'))} | {_fmt(m.get('bce_per_pixel'))} | "
-                 f"{'; '.join(other)} | {_fmt(r.get('epochs'))} | {_dur(r.get('train_wall_s'))} | "
-                 f"{_dur(r.get('wall_s'))} | {_fmt(r.get('images_per_s'), 3)} |")
+        L.append(
+            f"| {r['experiment']} | {r.get('preset', '')} | {r.get('dataset', '')} | {code} | "
+            f"{_fmt(m.get('test_mse'))} | {_fmt(m.get('test_sse_per_item'))} | {_fmt(m.get('psnr_db'))} | "
+            f"{_fmt(m.get('pca_test_mse'))} | {_fmt(m.get('pca_psnr_db'))} | {_fmt(m.get('bce_per_pixel'))} | "
+            f"{'; '.join(other)} | {_fmt(r.get('epochs'))} | {_dur(r.get('train_wall_s'))} | "
+            f"{_dur(r.get('wall_s'))} | {_fmt(r.get('images_per_s'), 3)} |"
+        )
 
     # Code-size curves
     curves = [r for r in rows.values() if "by_code_size" in r.get("metrics", {}) and r.get("status") == "done"]
     if curves:
-        L += ["", "## Test error against code size", "",
-              f"Autoencoder: `{CURVE_PRESET}`'s layers with the code size changed, {CURVE_EPOCHS} epochs "
-              "(cosine schedule); PCA fitted on the training split.", "",
-              "| dataset | code | AE MSE | PCA MSE | AE PSNR | PCA PSNR | epochs | train |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        L += [
+            "",
+            "## Test error against code size",
+            "",
+            f"Autoencoder: `{CURVE_PRESET}`'s layers with the code size changed, {CURVE_EPOCHS} epochs "
+            "(cosine schedule); PCA fitted on the training split.",
+            "",
+            "| dataset | code | AE MSE | PCA MSE | AE PSNR | PCA PSNR | epochs | train |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in curves:
             for k, v in r["metrics"]["by_code_size"].items():
-                L.append(f"| {r['dataset']} | {k} | {_fmt(v['ae_test_mse'])} | {_fmt(v['pca_test_mse'])} | "
-                         f"{_fmt(v['ae_psnr_db'])} | {_fmt(v['pca_psnr_db'])} | {_fmt(v['epochs'])} | "
-                         f"{_dur(v['train_wall_s'])} |")
+                L.append(
+                    f"| {r['dataset']} | {k} | {_fmt(v['ae_test_mse'])} | {_fmt(v['pca_test_mse'])} | "
+                    f"{_fmt(v['ae_psnr_db'])} | {_fmt(v['pca_psnr_db'])} | {_fmt(v['epochs'])} | "
+                    f"{_dur(v['train_wall_s'])} |"
+                )
 
     seq = [r for r in rows.values() if r.get("examples")]
     for r in seq:
@@ -930,17 +1243,26 @@ def write_markdown(ctx: Ctx) -> None:
     for r in rows.values():
         for f in r.get("figures", []):
             L.append(f"- {r['experiment']}: `{f}`  \n  ![{r['experiment']}]({f})")
-    for f, what in ((ctx.results_figs.get("cost"), "seed 002 cost per epoch"),
-                    (ctx.results_figs.get("code_size"), "test error against code size")):
+    for f, what in (
+        (ctx.results_figs.get("cost"), "seed 002 cost per epoch"),
+        (ctx.results_figs.get("code_size"), "test error against code size"),
+    ):
         if f:
             L.append(f"- {what}: `{f}`  \n  ![{what}]({f})")
 
     # Commands and timings
-    L += ["", "## Rows: command, hardware, wall time", "", "| experiment | status | wall | command | hardware |",
-          "|---|---|---:|---|---|"]
+    L += [
+        "",
+        "## Rows: command, hardware, wall time",
+        "",
+        "| experiment | status | wall | command | hardware |",
+        "|---|---|---:|---|---|",
+    ]
     for r in rows.values():
-        L.append(f"| {r['experiment']} | {r.get('status')} | {_dur(r.get('wall_s'))} | `{r.get('command')}` | "
-                 f"{r.get('hardware')} |")
+        L.append(
+            f"| {r['experiment']} | {r.get('status')} | {_dur(r.get('wall_s'))} | `{r.get('command')}` | "
+            f"{r.get('hardware')} |"
+        )
     (ctx.out / "results.md").write_text("\n".join(L) + "\n", encoding="utf-8")
 
 
@@ -953,9 +1275,15 @@ def hardware_info(device: str) -> dict:
                 break
     except OSError:
         cpu = platform.processor() or "unknown"
-    return {"device": describe_device(pick_device(device)), "cpu_model": cpu, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "device": describe_device(pick_device(device)),
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def _load_avg() -> list[float] | None:
@@ -966,8 +1294,16 @@ def _load_avg() -> list[float] | None:
 
 
 def row_command(args: argparse.Namespace, exp_id: str) -> str:
-    parts = [".venv/bin/python", "bench/quality.py", "--only", exp_id, "--data-dir", str(args.data_dir_given),
-             "--out", str(args.out)]
+    parts = [
+        ".venv/bin/python",
+        "bench/quality.py",
+        "--only",
+        exp_id,
+        "--data-dir",
+        str(args.data_dir_given),
+        "--out",
+        str(args.out),
+    ]
     for flag, v in (("--limit", args.limit), ("--eval-limit", args.eval_limit), ("--epochs", args.epochs)):
         if v is not None:
             parts += [flag, str(v)]
@@ -989,33 +1325,66 @@ def _positive_int(s: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench/quality.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=None,
-                   help="folder holding MNIST/raw and FashionMNIST/raw (default ../shared/data beside the "
-                        "repository, else $AECORE_DATA_DIR)")
+    p = argparse.ArgumentParser(
+        prog="bench/quality.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding MNIST/raw and FashionMNIST/raw (default ../shared/data beside the "
+        "repository, else $AECORE_DATA_DIR)",
+    )
     p.add_argument("--out", default="docs", help="where results.md, results.json and figures/ go (default docs)")
     p.add_argument("--store", default=None, help="model store for the trained models (default: the app's)")
     p.add_argument("--only", default=None, help="comma-separated experiments or groups")
     p.add_argument("--limit", type=_positive_int, default=None, help="train on the first N training items")
-    p.add_argument("--eval-limit", type=_positive_int, default=None,
-                   help="evaluate on the first N validation and test items (smoke runs)")
+    p.add_argument(
+        "--eval-limit",
+        type=_positive_int,
+        default=None,
+        help="evaluate on the first N validation and test items (smoke runs)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=None, help="override every recipe's epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch threads (default: torch's, or 1 when the load average at start is 1 or more)")
-    p.add_argument("--budget-min", type=float, default=BUDGET_MIN,
-                   help="training budget of each goal model in minutes (0: none); default 30")
-    p.add_argument("--fast-fp32", choices=("auto", "off"), default="auto",
-                   help="oneDNN linear layers where bench/fastpath.py says they pay (same fp32 numbers)")
-    p.add_argument("--resume", action="store_true",
-                   help="skip experiments already done in results.json; reuse stored models of the same recipe")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads (default: torch's, or 1 when the load average at start is 1 or more)",
+    )
+    p.add_argument(
+        "--budget-min",
+        type=float,
+        default=BUDGET_MIN,
+        help="training budget of each goal model in minutes (0: none); default 30",
+    )
+    p.add_argument(
+        "--fast-fp32",
+        choices=("auto", "off"),
+        default="auto",
+        help="oneDNN linear layers where bench/fastpath.py says they pay (same fp32 numbers)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip experiments already done in results.json; reuse stored models of the same recipe",
+    )
     p.add_argument("--fresh", action="store_true", help="start results.json from empty (default: merge rows)")
-    p.add_argument("--estimate", action="store_true",
-                   help="predict the wall time of the selected experiments from short probes; train nothing")
-    p.add_argument("--merge", nargs="+", metavar="DIR", default=None,
-                   help="fold the finished rows and figures of other --out folders (runs in parallel processes) "
-                        "into --out and rewrite its results; train nothing")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="predict the wall time of the selected experiments from short probes; train nothing",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="fold the finished rows and figures of other --out folders (runs in parallel processes) "
+        "into --out and rewrite its results; train nothing",
+    )
     return p
 
 
@@ -1026,7 +1395,7 @@ def merge_into(ctx: Ctx, dirs: list[str]) -> int:
         try:
             doc = json.loads((src / "results.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise SystemExit(f"error: cannot read {src / 'results.json'}: {e}")
+            raise SystemExit(f"error: cannot read {src / 'results.json'}: {e}") from e
         rows = {k: r for k, r in doc.get("experiments", {}).items() if r.get("status") == "done"}
         for exp_id, row in rows.items():
             for fig in row.get("figures", []) or []:
@@ -1088,8 +1457,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge_into(ctx, args.merge)
     command = shlex.join([".venv/bin/python", "bench/quality.py", *argv])
-    run = {"command": command, "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "hardware": now, "load_avg_start": _load_avg()}
+    run = {
+        "command": command,
+        "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "hardware": now,
+        "load_avg_start": _load_avg(),
+    }
     ctx.hardware["runs"].append(run)
     hw_short = f"{now['device']}; {now['cpu_model']}; torch {now['torch']}"
     ctx.log(f"{len(exps)} experiment(s) into {out}; data from {data_dir}; {hw_short}")
@@ -1102,10 +1475,21 @@ def main(argv: list[str] | None = None) -> int:
         ctx.log(f"{exp.id}: {exp.title}")
         t0 = time.perf_counter()
         load0 = _load_avg()
-        base = {"experiment": exp.id, "kind": exp.kind, "title": exp.title, "command": row_command(args, exp.id),
-                "hardware": hw_short, "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                "settings": {"limit": args.limit, "eval_limit": args.eval_limit, "epochs_override": args.epochs,
-                             "budget_min": args.budget_min, "quick": args.quick}}
+        base = {
+            "experiment": exp.id,
+            "kind": exp.kind,
+            "title": exp.title,
+            "command": row_command(args, exp.id),
+            "hardware": hw_short,
+            "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "settings": {
+                "limit": args.limit,
+                "eval_limit": args.eval_limit,
+                "epochs_override": args.epochs,
+                "budget_min": args.budget_min,
+                "quick": args.quick,
+            },
+        }
         try:
             fields = exp.run(ctx, exp)
             row = {**base, **fields, "status": "done"}
@@ -1143,15 +1527,25 @@ def planned_models(exp: Experiment) -> list[dict]:
     if exp.id in ("hinton-30", "vae-mlp-bce", "conv-bce"):
         return [{"model_id": exp.id, "preset": exp.id, "budget": True}]
     if exp.id.startswith("denoise-"):
-        return [{"model_id": exp.id, "preset": DENOISE_PRESET, "dataset": exp.id.removeprefix("denoise-"),
-                 "budget": True}]
+        return [
+            {"model_id": exp.id, "preset": DENOISE_PRESET, "dataset": exp.id.removeprefix("denoise-"), "budget": True}
+        ]
     if exp.id.startswith("probe-"):
         return [{"model_id": PROBE_MODEL, "preset": PROBE_MODEL}]
     if exp.id.startswith("anomaly-"):
         return [{"model_id": ANOMALY_MODEL, "preset": ANOMALY_MODEL}]
     ds = exp.id.removeprefix("code-size-")
-    return [{"model_id": f"{exp.id}-k{k}", "preset": CURVE_PRESET, "dataset": ds, "latent_dim": k,
-             "epochs": CURVE_EPOCHS, "budget": True} for k in CODE_SIZES]
+    return [
+        {
+            "model_id": f"{exp.id}-k{k}",
+            "preset": CURVE_PRESET,
+            "dataset": ds,
+            "latent_dim": k,
+            "epochs": CURVE_EPOCHS,
+            "budget": True,
+        }
+        for k in CODE_SIZES
+    ]
 
 
 def estimate(ctx: Ctx, exps: list[Experiment]) -> int:
@@ -1163,9 +1557,15 @@ def estimate(ctx: Ctx, exps: list[Experiment]) -> int:
             if spec["model_id"] in seen:
                 continue
             seen.add(spec["model_id"])
-            req = TrainRequest(preset=spec["preset"], dataset=spec.get("dataset"),
-                               epochs=a.epochs or spec.get("epochs"), latent_dim=spec.get("latent_dim"),
-                               limit=a.limit, device=a.device, data_dir=str(ctx.data_dir))
+            req = TrainRequest(
+                preset=spec["preset"],
+                dataset=spec.get("dataset"),
+                epochs=a.epochs or spec.get("epochs"),
+                latent_dim=spec.get("latent_dim"),
+                limit=a.limit,
+                device=a.device,
+                data_dir=str(ctx.data_dir),
+            )
             bundle, tm, cfg = prepare(req)
             bundle = ctx.limit_eval(bundle)
             epoch_s, ips = estimate_epoch_s(tm, bundle, cfg, fast=a.fast_fp32)
@@ -1176,10 +1576,12 @@ def estimate(ctx: Ctx, exps: list[Experiment]) -> int:
                 secs, epochs = budget, max(1, int(0.8 * budget / epoch_s))
             secs += 15  # evaluation, PCA and figures
             total += secs
-            print(f"{spec['model_id']:34s} {len(bundle.train):7,d} {epochs:6d} {ips:9,.0f} {epoch_s:8.1f} "
-                  f"{secs / 60:8.1f}", flush=True)
-    print(f"total: {total / 60:.0f} min ({total / 3600:.1f} h) at the load of this moment "
-          f"(load average {_load_avg()})")
+            print(
+                f"{spec['model_id']:34s} {len(bundle.train):7,d} {epochs:6d} {ips:9,.0f} {epoch_s:8.1f} "
+                f"{secs / 60:8.1f}",
+                flush=True,
+            )
+    print(f"total: {total / 60:.0f} min ({total / 3600:.1f} h) at the load of this moment (load average {_load_avg()})")
     return 0
 
 

@@ -80,7 +80,7 @@ def synthetic_images(n: int, seed: int):
             for t in np.linspace(-6, 6, 25):
                 r, cc = int(round(r0 + t * dr)), int(round(c0 + t * dc))
                 if 1 <= r < 27 and 1 <= cc < 27:
-                    protos[c, r - 1:r + 2, cc - 1:cc + 2] = 1.0
+                    protos[c, r - 1 : r + 2, cc - 1 : cc + 2] = 1.0
     labels = rng.integers(0, 10, n)
     shifts = rng.integers(-2, 3, (n, 2))
     out = np.empty((n, 28, 28), np.float32)
@@ -106,8 +106,15 @@ def synthetic_bundle(preset_name: str, n: int, n_test: int, seed: int):
     xt, yt = synthetic_images(n_test, seed + 1)
     vf = DEFAULT_VAL_FRACTION if p.val_fraction is None else p.val_fraction
     train, val = split_train_val(x, y, vf, seed)
-    return DataBundle("synthetic-mnist", "image", train, val, Split(xt, yt),
-                      class_names=[str(i) for i in range(10)], info={"scale": 255})
+    return DataBundle(
+        "synthetic-mnist",
+        "image",
+        train,
+        val,
+        Split(xt, yt),
+        class_names=[str(i) for i in range(10)],
+        info={"scale": 255},
+    )
 
 
 def prepare_like_workflow(preset_name: str, bundle, seed: int, batch_size: int | None = None):
@@ -144,8 +151,11 @@ def forward_flops_per_image(model, sample_shape) -> float:
         kh, kw = m.kernel_size
         total[0] += 2.0 * (m.in_channels // m.groups) * kh * kw * out.numel()
 
-    hooks = [m.register_forward_hook(lin if isinstance(m, nn.Linear) else conv)
-             for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    hooks = [
+        m.register_forward_hook(lin if isinstance(m, nn.Linear) else conv)
+        for m in model.modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+    ]
     was = model.training
     model.eval()
     try:
@@ -286,12 +296,14 @@ class Worker:
         self.s: dict = {}
 
     # -- setup ---------------------------------------------------------------------------------
-    def setup(self, preset: str, n: int, n_test: int, seed: int, batch_size: int | None = None,
-              arch: str | None = None) -> dict:
+    def setup(
+        self, preset: str, n: int, n_test: int, seed: int, batch_size: int | None = None, arch: str | None = None
+    ) -> dict:
 
-
-        self.s = {"preset": preset, "setup": {"preset": preset, "n": n, "n_test": n_test, "seed": seed,
-                                              "batch_size": batch_size}}
+        self.s = {
+            "preset": preset,
+            "setup": {"preset": preset, "n": n, "n_test": n_test, "seed": seed, "batch_size": batch_size},
+        }
         bundle = synthetic_bundle(preset, n, n_test, seed)
         if arch == "pythae-ae":
             return self._setup_pythae_arch(bundle, seed, batch_size)
@@ -303,10 +315,15 @@ class Worker:
             self.s["fastpath_switched"] = enable_fast_fp32(model, force=True)
         if self.base in ("seeds", "tensords"):
             self._setup_loader(bundle, normaliser, cfg, seed)
-        return {"n_train": len(bundle.train), "n_val": len(bundle.val), "batch_size": cfg.batch_size,
-                "flops_per_image": forward_flops_per_image(model, bundle.sample_shape),
-                "latent_dim": model.latent_dim, "drop_last": cfg.drop_last,
-                "fastpath_switched": self.s.get("fastpath_switched")}
+        return {
+            "n_train": len(bundle.train),
+            "n_val": len(bundle.val),
+            "batch_size": cfg.batch_size,
+            "flops_per_image": forward_flops_per_image(model, bundle.sample_shape),
+            "latent_dim": model.latent_dim,
+            "drop_last": cfg.drop_last,
+            "fastpath_switched": self.s.get("fastpath_switched"),
+        }
 
     def _setup_loader(self, bundle, normaliser, cfg, seed):
         import torch
@@ -345,16 +362,26 @@ class Worker:
             self.s["tmp"] = tempfile.mkdtemp(prefix="bench-pythae-")
             n_params = sum(p.numel() for p in self.s["pythae_model"].parameters())
             return {"n_train": len(bundle.train), "batch_size": batch_size, "parameters": n_params}
-        mcfg = DenseConfig(input_shape=tuple(bundle.sample_shape), hidden=[512], latent_dim=10,
-                           activations=["relu"], code_activation="linear", output_activation="sigmoid",
-                           init="default", loss=LossSpec("mse", "sum"))
+        mcfg = DenseConfig(
+            input_shape=tuple(bundle.sample_shape),
+            hidden=[512],
+            latent_dim=10,
+            activations=["relu"],
+            code_activation="linear",
+            output_activation="sigmoid",
+            init="default",
+            loss=LossSpec("mse", "sum"),
+        )
         torch.manual_seed(seed)
         model = build_model(mcfg)
         cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=1e-4, device="cpu", seed=seed)
         self.s.update(bundle=bundle, model=model, normaliser=Normaliser("unit"), cfg=cfg)
-        return {"n_train": len(bundle.train), "batch_size": batch_size,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "flops_per_image": forward_flops_per_image(model, bundle.sample_shape)}
+        return {
+            "n_train": len(bundle.train),
+            "batch_size": batch_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "flops_per_image": forward_flops_per_image(model, bundle.sample_shape),
+        }
 
     # -- timed windows -------------------------------------------------------------------------
     def window(self, seconds: float, warm: int, min_steps: int) -> dict:
@@ -372,8 +399,9 @@ class Worker:
         from aecore.train import Trainer
 
         s = self.s
-        cfg = dataclasses.replace(s["cfg"], epochs=100_000,
-                                  precision="bf16" if self.variant == "aecore-bf16" else "fp32")
+        cfg = dataclasses.replace(
+            s["cfg"], epochs=100_000, precision="bf16" if self.variant == "aecore-bf16" else "fp32"
+        )
         n_train = len(s["bundle"].train)
         bs = min(cfg.batch_size, n_train)
         stop = threading.Event()
@@ -403,11 +431,22 @@ class Worker:
         s = self.s
         poll_s = _train_page_poll_s()
         seconds = max(seconds, 4 * poll_s)  # a window sees several page polls and snapshots
-        job = TrainingJob(f"bench-{s['preset']}", TrainRequest(preset=s["preset"], dataset="synthetic"),
-                          f"bench-{s['preset']}", "cpu", epochs=100_000)
+        job = TrainingJob(
+            f"bench-{s['preset']}",
+            TrainRequest(preset=s["preset"], dataset="synthetic"),
+            f"bench-{s['preset']}",
+            "cpu",
+            epochs=100_000,
+        )
         at = _train_page_for(job)
-        payload = {"setup": s["setup"], "threads": torch.get_num_threads(), "seconds": seconds, "warm": warm,
-                   "min_steps": min_steps, "poll_s": poll_s}
+        payload = {
+            "setup": s["setup"],
+            "threads": torch.get_num_threads(),
+            "seconds": seconds,
+            "warm": warm,
+            "min_steps": min_steps,
+            "poll_s": poll_s,
+        }
         out = {}
 
         def train():
@@ -427,8 +466,14 @@ class Worker:
             th.join(max(0.0, poll_s - (time.perf_counter() - t0)))
         if "images" not in out:
             raise RuntimeError(f"the dashboard's training process failed: {out.get('error') or out}")
-        return {"images": out["images"], "seconds": out["seconds"], "steps": out["steps"],
-                "status": out["status"], "page_polls": polls, "page_errors": errors[:3]}
+        return {
+            "images": out["images"],
+            "seconds": out["seconds"],
+            "steps": out["steps"],
+            "status": out["status"],
+            "page_polls": polls,
+            "page_errors": errors[:3],
+        }
 
     def _loop_window(self, seconds, warm, min_steps):
         s = self.s
@@ -490,16 +535,20 @@ class Worker:
                 if self.t >= seconds and (self.steps >= min_steps or self.t >= 3 * seconds):
                     raise WindowDone  # ends pythae's epoch here; the model keeps its weights
 
-        cfg = BaseTrainerConfig(output_dir=s["tmp"], num_epochs=1, per_device_train_batch_size=bs,
-                                keep_best_on_train=True, no_cuda=True)
+        cfg = BaseTrainerConfig(
+            output_dir=s["tmp"], num_epochs=1, per_device_train_batch_size=bs, keep_best_on_train=True, no_cuda=True
+        )
         timer = Timer()
         status = "epochs ended before the window did"
         for _ in range(20):  # an epoch shorter than the window is followed by another
             pipe = TrainingPipeline(model=s["pythae_model"], training_config=cfg)
             timer.k, timer.t_prev = 0, None
             try:
-                with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull), \
-                        contextlib.redirect_stdout(devnull):
+                with (
+                    open(os.devnull, "w") as devnull,
+                    contextlib.redirect_stderr(devnull),
+                    contextlib.redirect_stdout(devnull),
+                ):
                     pipe(train_data=s["pythae_x"], callbacks=[timer])
             except WindowDone:
                 status = "ok"
@@ -542,8 +591,18 @@ class Worker:
         return out
 
     # -- quality ---------------------------------------------------------------------------------
-    def quality(self, preset: str, epochs: int, data_dir: str | None, limit: int | None, seed: int,
-                n: int, n_test: int, test_limit: int | None = None, train_seed: int | None = None) -> dict:
+    def quality(
+        self,
+        preset: str,
+        epochs: int,
+        data_dir: str | None,
+        limit: int | None,
+        seed: int,
+        n: int,
+        n_test: int,
+        test_limit: int | None = None,
+        train_seed: int | None = None,
+    ) -> dict:
         import torch
 
         from aecore.data import DATASETS
@@ -570,8 +629,12 @@ class Worker:
         if test_limit:
             bundle = dataclasses.replace(bundle, test=bundle.test.head(test_limit))
             data = data.replace(" test)", f" test, first {len(bundle.test)} used)")
-        cfg = dataclasses.replace(cfg, epochs=epochs, precision="bf16" if self.variant == "aecore-bf16" else "fp32",
-                                  seed=seed if train_seed is None else train_seed)  # same init; another shuffle
+        cfg = dataclasses.replace(
+            cfg,
+            epochs=epochs,
+            precision="bf16" if self.variant == "aecore-bf16" else "fp32",
+            seed=seed if train_seed is None else train_seed,
+        )  # same init; another shuffle
         t0 = time.perf_counter()
         if self.variant.startswith("aecore"):
             if self.variant == "aecore-fastpath":
@@ -599,8 +662,15 @@ class Worker:
         batch_sum = model.config.loss.reduction == "batch_sum"
         loss, terms = evaluate(model, x, t, cfg.batch_size if batch_sum else max(cfg.batch_size, 1024))
         self.s = {}
-        return {"data": data, "real": real, "epochs": epochs, "test_loss": loss, "test_terms": terms,
-                "train_wall_s": wall, "status": status}
+        return {
+            "data": data,
+            "real": real,
+            "epochs": epochs,
+            "test_loss": loss,
+            "test_terms": terms,
+            "train_wall_s": wall,
+            "status": status,
+        }
 
     def release(self) -> None:
         self.s = {}
@@ -646,8 +716,9 @@ def dashboard_target(payload, relay, stop):
     cb = _TrainerWindow(stop, payload["seconds"], payload["warm"], payload["min_steps"], n_train, bs, cfg.drop_last)
     status = None
     for _ in range(50):  # a fit that ends early (early stopping) is simply continued
-        res = Trainer(cfg, [relay, cb], stop_event=stop, snapshot_every_s=payload["poll_s"],
-                      snapshot_items=LIVE_SNAPSHOT_ITEMS).fit(s["model"], s["bundle"], s["normaliser"])
+        res = Trainer(
+            cfg, [relay, cb], stop_event=stop, snapshot_every_s=payload["poll_s"], snapshot_items=LIVE_SNAPSHOT_ITEMS
+        ).fit(s["model"], s["bundle"], s["normaliser"])
         status = res.status
         if cb.done or res.status in ("diverged", "failed"):
             break
@@ -678,9 +749,12 @@ def worker_main(conn, variants: list[str], threads: int, aecore_first: bool) -> 
 # Which variants share a process. aecore's variants share one (they are all aecore, malloc
 # tuning and denormal flushing included); the plain-PyTorch baselines share another that never
 # runs aecore's Trainer; pythae has its own.
-PROCESS_GROUPS = {"aecore": ("aecore", "aecore-dashboard", "aecore-bf16", "aecore-fastpath"), "aecore-ompdefault": ("aecore-ompdefault",),
-                  "baselines": ("seeds", "pythae"),
-                  "baselines-passive": ("seeds-passive", "tensords", "pythae-passive")}
+PROCESS_GROUPS = {
+    "aecore": ("aecore", "aecore-dashboard", "aecore-bf16", "aecore-fastpath"),
+    "aecore-ompdefault": ("aecore-ompdefault",),
+    "baselines": ("seeds", "pythae"),
+    "baselines-passive": ("seeds-passive", "tensords", "pythae-passive"),
+}
 # aecore/__init__.py sets OMP_WAIT_POLICY=PASSIVE (unless the user set it) before torch loads
 # its OpenMP runtime, so aecore's own process imports aecore first, as the CLI does. Every
 # other process loads torch first with the environment the user started the bench with, as
@@ -831,8 +905,11 @@ def fmt(v, spec=",.0f", none="-"):
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
-                                       for i, (c, w) in enumerate(zip(r, widths))) + " |"
+
+    def line(r):
+        cells = (str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        return "| " + " | ".join(cells) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), sep, *map(line, rows)])
 
@@ -843,23 +920,37 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="small N, short windows: a smoke run in under a minute")
     ap.add_argument("--n", type=int, help="synthetic images (default 60000; quick 4000)")
     ap.add_argument("--rounds", type=int, help="timed windows per variant after one warm-up round (default 3; quick 1)")
     ap.add_argument("--seconds", type=float, help="length of a timed window in seconds (default 2; quick 0.25)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads in every process (default 2)")
     ap.add_argument("--presets", nargs="+", default=list(PRESET_NAMES), choices=PRESET_NAMES)
-    ap.add_argument("--pythae-batch", type=int, default=64, help="batch size of the pythae comparison "
-                    "(default 64, pythae's own default)")
+    ap.add_argument(
+        "--pythae-batch",
+        type=int,
+        default=64,
+        help="batch size of the pythae comparison (default 64, pythae's own default)",
+    )
     ap.add_argument("--quality-epochs", type=int, help="epochs of the test-loss comparison (default 2; quick 1)")
-    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
-                    help="folder with MNIST/raw and FashionMNIST/raw for the quality check")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["train", "pythae", "latency", "quality", "gemm", "dashboard"],
-                    help="sections to leave out (development only)")
-    ap.add_argument("--no-ompdefault", action="store_true",
-                    help="leave out the row of aecore under OpenMP's default wait policy")
+    ap.add_argument(
+        "--data-dir",
+        default=str(ROOT.parent / "shared" / "data"),
+        help="folder with MNIST/raw and FashionMNIST/raw for the quality check",
+    )
+    ap.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["train", "pythae", "latency", "quality", "gemm", "dashboard"],
+        help="sections to leave out (development only)",
+    )
+    ap.add_argument(
+        "--no-ompdefault", action="store_true", help="leave out the row of aecore under OpenMP's default wait policy"
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON results")
     args = ap.parse_args(argv)
 
@@ -893,31 +984,61 @@ def main(argv=None) -> int:
     except Exception:
         have_pythae = False
     result: dict = {
-        "started": started.isoformat(timespec="seconds"), "quick": q,
-        "settings": {"n": n, "n_test": n_test, "rounds": rounds, "window_s": seconds, "warm_steps": warm,
-                     "min_steps": min_steps, "threads": args.threads, "pythae_batch": args.pythae_batch,
-                     "quality_epochs": q_epochs, "quality_limit": q_limit, "seed": seed},
-        "machine": {"cpu": cpu_info(), "torch": torch.__version__, "python": platform.python_version(),
-                    "load_avg_start": load_avg()},
+        "started": started.isoformat(timespec="seconds"),
+        "quick": q,
+        "settings": {
+            "n": n,
+            "n_test": n_test,
+            "rounds": rounds,
+            "window_s": seconds,
+            "warm_steps": warm,
+            "min_steps": min_steps,
+            "threads": args.threads,
+            "pythae_batch": args.pythae_batch,
+            "quality_epochs": q_epochs,
+            "quality_limit": q_limit,
+            "seed": seed,
+        },
+        "machine": {
+            "cpu": cpu_info(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_avg_start": load_avg(),
+        },
         "bf16": {"supported": bf16_ok, "why_not": bf16_why},
         "fastpath": {"auto_enabled_here": fp_auto, "why": fp_why},
     }
-    print(f"aecore speed bench {'(quick) ' if q else ''}- {started:%Y-%m-%d %H:%M}, torch {torch.__version__}, "
-          f"{args.threads} threads, load {load_avg()}", flush=True)
-    print(f"CPU: {result['machine']['cpu']['model']} ({result['machine']['cpu']['vendor']}), ATen "
-          f"{result['machine']['cpu']['aten_cpu_capability']}, flags {' '.join(result['machine']['cpu']['flags'])}")
-    print(f"bf16: {'supported' if bf16_ok else 'refused by aecore: ' + bf16_why}; fastpath auto: "
-          f"{'on' if fp_auto else 'off'} ({fp_why})", flush=True)
+    print(
+        f"aecore speed bench {'(quick) ' if q else ''}- {started:%Y-%m-%d %H:%M}, torch {torch.__version__}, "
+        f"{args.threads} threads, load {load_avg()}",
+        flush=True,
+    )
+    print(
+        f"CPU: {result['machine']['cpu']['model']} ({result['machine']['cpu']['vendor']}), ATen "
+        f"{result['machine']['cpu']['aten_cpu_capability']}, flags {' '.join(result['machine']['cpu']['flags'])}"
+    )
+    print(
+        f"bf16: {'supported' if bf16_ok else 'refused by aecore: ' + bf16_why}; fastpath auto: "
+        f"{'on' if fp_auto else 'off'} ({fp_why})",
+        flush=True,
+    )
 
     fastest_variant = "aecore-bf16" if bf16_ok else ("aecore-fastpath" if fp_auto else "aecore")
-    result["fastest_mode"] = {"variant": fastest_variant, "label": VARIANTS[fastest_variant],
-                              "rule": "bf16 where aecore accepts it, else fp32 + fastpath where it is "
-                                      "auto-enabled, else the default"}
+    result["fastest_mode"] = {
+        "variant": fastest_variant,
+        "label": VARIANTS[fastest_variant],
+        "rule": "bf16 where aecore accepts it, else fp32 + fastpath where it is auto-enabled, else the default",
+    }
 
     result["fastpath_numerics"] = fastpath_numerics()
-    variants = ["aecore"] + ([] if "dashboard" in args.skip else ["aecore-dashboard"]) \
-        + (["aecore-bf16"] if bf16_ok else []) + ["aecore-fastpath"] \
-        + ([] if args.no_ompdefault or q else ["aecore-ompdefault"]) + ["seeds", "seeds-passive", "tensords"]
+    variants = (
+        ["aecore"]
+        + ([] if "dashboard" in args.skip else ["aecore-dashboard"])
+        + (["aecore-bf16"] if bf16_ok else [])
+        + ["aecore-fastpath"]
+        + ([] if args.no_ompdefault or q else ["aecore-ompdefault"])
+        + ["seeds", "seeds-passive", "tensords"]
+    )
     gemm_procs = [v for v in ("aecore", "aecore-ompdefault") if v in variants]
     pythae_variants = ["pythae", "pythae-passive"] if have_pythae and "pythae" not in args.skip else []
     pool_variants = list(variants) + pythae_variants
@@ -930,8 +1051,9 @@ def main(argv=None) -> int:
     try:
         # ---- GEMM rate, in aecore's worker process(es), at the start and again at the end ----
         if "gemm" not in args.skip:
-            result["gemm_start"] = {v: pool.call(v, "gemm", seconds=gemm_args[0], rounds=gemm_args[1])
-                                    for v in gemm_procs}
+            result["gemm_start"] = {
+                v: pool.call(v, "gemm", seconds=gemm_args[0], rounds=gemm_args[1]) for v in gemm_procs
+            }
             g = result["gemm_start"]["aecore"]
             print("GEMM: " + ", ".join(f"{k} {v['gflops']:.0f} GFLOP/s" for k, v in g.items()), flush=True)
             mark("gemm_done")
@@ -940,8 +1062,10 @@ def main(argv=None) -> int:
         if "train" not in args.skip or "latency" not in args.skip:
             for preset in args.presets:
                 bs = BATCH_OVERRIDE.get(preset)
-                info = {v: pool.call(v, "setup", preset=preset, n=n, n_test=n_test, seed=seed, batch_size=bs)
-                        for v in variants}
+                info = {
+                    v: pool.call(v, "setup", preset=preset, n=n, n_test=n_test, seed=seed, batch_size=bs)
+                    for v in variants
+                }
                 active = [v for v in variants if v != "aecore-fastpath" or info[v]["fastpath_switched"]]
                 samples = {v: [] for v in active}
                 mm_during: dict[str, list[float]] = {}
@@ -950,7 +1074,7 @@ def main(argv=None) -> int:
                         # the GEMM reference takes its turn with the variants, in aecore's process,
                         # so that a model's share of it compares like with like
                         order = ["gemm", *active]
-                        order = order[r % len(order):] + order[:r % len(order)]
+                        order = order[r % len(order) :] + order[: r % len(order)]
                         for v in order:
                             if v == "gemm":
                                 if "gemm" not in args.skip:
@@ -963,22 +1087,33 @@ def main(argv=None) -> int:
                             w["load_avg"] = load_avg()
                             if r > 0:
                                 samples[v].append(w)
-                lat = pool.call("aecore", "latency", calls=lat_calls, encode_items=enc_items,
-                                encode_reps=enc_reps) if "latency" not in args.skip else None
+                lat = (
+                    pool.call("aecore", "latency", calls=lat_calls, encode_items=enc_items, encode_reps=enc_reps)
+                    if "latency" not in args.skip
+                    else None
+                )
                 for v in variants:
                     pool.call(v, "release")
                 a = info["aecore"]
                 train_res[preset] = {
-                    "batch_size": a["batch_size"], "n_train": a["n_train"], "latent_dim": a["latent_dim"],
+                    "batch_size": a["batch_size"],
+                    "n_train": a["n_train"],
+                    "latent_dim": a["latent_dim"],
                     "forward_gflop_per_image": a["flops_per_image"] / 1e9,
                     "images_per_s": {v: median_rate(samples[v]) for v in active},
-                    "windows": samples, "latency": lat,
+                    "windows": samples,
+                    "latency": lat,
                     "gemm_during": {k: {"gflops": statistics.median(v), "samples": v} for k, v in mm_during.items()},
                     "not_run": {v: "no nn.Linear layer to switch" for v in variants if v not in active},
                 }
                 ips = train_res[preset]["images_per_s"]
-                print(f"{preset}: " + ", ".join(f"{v} {fmt(ips[v])}" for v in active) + " img/s"
-                      + (f"; decode p50 {lat['decode_p50_ms']:.3f} ms" if lat else ""), flush=True)
+                print(
+                    f"{preset}: "
+                    + ", ".join(f"{v} {fmt(ips[v])}" for v in active)
+                    + " img/s"
+                    + (f"; decode p50 {lat['decode_p50_ms']:.3f} ms" if lat else ""),
+                    flush=True,
+                )
         result["training"] = train_res
         mark("training_done")
 
@@ -986,11 +1121,15 @@ def main(argv=None) -> int:
         if have_pythae and "pythae" not in args.skip:
             pb = args.pythae_batch
             pvars = ["aecore", *pythae_variants]
-            pinfo = {v: pool.call(v, "setup", preset="vanilla", n=n, n_test=n_test, seed=seed, batch_size=pb,
-                                  arch="pythae-ae") for v in pvars}
+            pinfo = {
+                v: pool.call(
+                    v, "setup", preset="vanilla", n=n, n_test=n_test, seed=seed, batch_size=pb, arch="pythae-ae"
+                )
+                for v in pvars
+            }
             ps = {v: [] for v in pvars}
             for r in range(first_round, rounds + 1):
-                for v in pvars[r % len(pvars):] + pvars[:r % len(pvars)]:
+                for v in pvars[r % len(pvars) :] + pvars[: r % len(pvars)]:
                     w = pool.call(v, "window", seconds=seconds, warm=warm, min_steps=min_steps)
                     w["load_avg"] = load_avg()
                     if r > 0:
@@ -999,13 +1138,17 @@ def main(argv=None) -> int:
                 pool.call(v, "release")
             result["pythae"] = {
                 "architecture": "784-512-10-512-784, ReLU, linear code, sigmoid output (pythae AE defaults)",
-                "batch_size": pb, "parameters": pinfo["aecore"]["parameters"],
+                "batch_size": pb,
+                "parameters": pinfo["aecore"]["parameters"],
                 "parameters_pythae": pinfo["pythae"]["parameters"],
                 "forward_gflop_per_image": pinfo["aecore"]["flops_per_image"] / 1e9,
-                "images_per_s": {v: median_rate(ps[v]) for v in ps}, "windows": ps,
+                "images_per_s": {v: median_rate(ps[v]) for v in ps},
+                "windows": ps,
             }
             pr = result["pythae"]["images_per_s"]
-            print(f"pythae AE (batch {pb}): " + ", ".join(f"{v} {fmt(x)}" for v, x in pr.items()) + " img/s", flush=True)
+            print(
+                f"pythae AE (batch {pb}): " + ", ".join(f"{v} {fmt(x)}" for v, x in pr.items()) + " img/s", flush=True
+            )
             mark("pythae_done")
         elif not have_pythae:
             result["pythae"] = {"skipped": "pythae is not installed (pip install -r bench/requirements.txt)"}
@@ -1015,29 +1158,58 @@ def main(argv=None) -> int:
             qres = {}
             # the seeds' loop trains in the PASSIVE process: the same arithmetic, without the wait
             # that the default OpenMP policy adds on a busy machine
-            qvars = ["aecore", "seeds-passive"] + (["aecore-bf16"] if bf16_ok else []) + ([] if q else ["aecore-fastpath"])
+            qvars = (
+                ["aecore", "seeds-passive"] + (["aecore-bf16"] if bf16_ok else []) + ([] if q else ["aecore-fastpath"])
+            )
             for preset in args.presets:
                 qres[preset] = {}
                 for v in qvars:
                     if v == "aecore-fastpath" and preset == "conv":
                         continue
-                    qres[preset][v.removesuffix("-passive")] = pool.call(v, "quality", preset=preset, epochs=q_epochs,
-                                                data_dir=args.data_dir, limit=q_limit, seed=seed, n=n,
-                                                n_test=n_test, test_limit=2000 if q else None)
+                    qres[preset][v.removesuffix("-passive")] = pool.call(
+                        v,
+                        "quality",
+                        preset=preset,
+                        epochs=q_epochs,
+                        data_dir=args.data_dir,
+                        limit=q_limit,
+                        seed=seed,
+                        n=n,
+                        n_test=n_test,
+                        test_limit=2000 if q else None,
+                    )
                 if not q:  # run-to-run noise: aecore again from the same weights with another shuffle order
                     qres[preset]["aecore-reshuffled"] = pool.call(
-                        "aecore", "quality", preset=preset, epochs=q_epochs, data_dir=args.data_dir, limit=q_limit,
-                        seed=seed, n=n, n_test=n_test, train_seed=seed + 1)
+                        "aecore",
+                        "quality",
+                        preset=preset,
+                        epochs=q_epochs,
+                        data_dir=args.data_dir,
+                        limit=q_limit,
+                        seed=seed,
+                        n=n,
+                        n_test=n_test,
+                        train_seed=seed + 1,
+                    )
                 line = ", ".join(f"{v} {r['test_loss']:.5g}" for v, r in qres[preset].items())
                 print(f"quality {preset} [{next(iter(qres[preset].values()))['data']}]: {line}", flush=True)
             result["quality"] = qres
             mark("quality_done")
         if "gemm" not in args.skip:
-            result["gemm_end"] = {v: pool.call(v, "gemm", seconds=gemm_args[0], rounds=gemm_args[1])
-                                  for v in gemm_procs}
-            result["gemm"] = {p: {k: {"gflops": statistics.median(result["gemm_start"][p][k]["samples"]
-                                                                  + result["gemm_end"][p][k]["samples"])}
-                                  for k in result["gemm_start"][p]} for p in gemm_procs}
+            result["gemm_end"] = {
+                v: pool.call(v, "gemm", seconds=gemm_args[0], rounds=gemm_args[1]) for v in gemm_procs
+            }
+            result["gemm"] = {
+                p: {
+                    k: {
+                        "gflops": statistics.median(
+                            result["gemm_start"][p][k]["samples"] + result["gemm_end"][p][k]["samples"]
+                        )
+                    }
+                    for k in result["gemm_start"][p]
+                }
+                for p in gemm_procs
+            }
     finally:
         pool.close()
     result["machine"]["load_avg_end"] = load_avg()
@@ -1069,32 +1241,53 @@ def render(res: dict) -> tuple[str, list[dict]]:
     mm32 = gemm.get("mm_fp32", {}).get("gflops")
     M, K, N = GEMM_SHAPE
     if gemm:
-        out.append(f"GEMM ({M}x{K})@({K}x{N}), {res['settings']['threads']} threads, in aecore's worker process "
-                   "(OMP_WAIT_POLICY as aecore sets it); median of the samples at the start and end of the run:")
+        out.append(
+            f"GEMM ({M}x{K})@({K}x{N}), {res['settings']['threads']} threads, in aecore's worker process "
+            "(OMP_WAIT_POLICY as aecore sets it); median of the samples at the start and end of the run:"
+        )
         rows = []
         for p, g in gemm_all.items():
             for k, v in g.items():
                 samples = res["gemm_start"][p][k]["samples"] + res["gemm_end"][p][k]["samples"]
-                rows.append([k.replace("_", " ") + ("" if p == "aecore" else " (OpenMP default wait)"),
-                             f"{v['gflops']:.0f}", " ".join(f"{x:.0f}" for x in samples)])
+                rows.append(
+                    [
+                        k.replace("_", " ") + ("" if p == "aecore" else " (OpenMP default wait)"),
+                        f"{v['gflops']:.0f}",
+                        " ".join(f"{x:.0f}" for x in samples),
+                    ]
+                )
         out.append(table(rows, ["kernel", "GFLOP/s", "samples (start ... end)"]))
-        out.append("mm fp32 = MKL sgemm (what nn.Linear uses); onednn fp32 = torch.ops.mkldnn._linear_pointwise "
-                   "(what bench/fastpath.py uses); mm bf16 = what bf16 autocast uses.")
+        out.append(
+            "mm fp32 = MKL sgemm (what nn.Linear uses); onednn fp32 = torch.ops.mkldnn._linear_pointwise "
+            "(what bench/fastpath.py uses); mm bf16 = what bf16 autocast uses."
+        )
         out.append("")
 
     tr = res.get("training", {})
     fastest = res["fastest_mode"]["variant"]
     if tr and any(v["images_per_s"] for v in tr.values()):
         s = res["settings"]
-        out.append(f"Training throughput, images/s (median of {s['rounds']} windows of >= {s['window_s']} s "
-                   f"{'(quick: no warm-up round)' if res['quick'] else 'after a warm-up round'}, variants "
-                   f"interleaved; N={s['n']} synthetic):")
-        names = {"aecore": "aecore (CLI)", "aecore-dashboard": "aecore (dashboard)", "aecore-bf16": "aecore bf16", "aecore-fastpath": "aecore+fastpath",
-                 "aecore-ompdefault": "aecore, OMP default", "seeds": "seeds' loop",
-                 "seeds-passive": "seeds' loop, PASSIVE", "tensords": "DL(TensorDataset), PASSIVE"}
+        out.append(
+            f"Training throughput, images/s (median of {s['rounds']} windows of >= {s['window_s']} s "
+            f"{'(quick: no warm-up round)' if res['quick'] else 'after a warm-up round'}, variants "
+            f"interleaved; N={s['n']} synthetic):"
+        )
+        names = {
+            "aecore": "aecore (CLI)",
+            "aecore-dashboard": "aecore (dashboard)",
+            "aecore-bf16": "aecore bf16",
+            "aecore-fastpath": "aecore+fastpath",
+            "aecore-ompdefault": "aecore, OMP default",
+            "seeds": "seeds' loop",
+            "seeds-passive": "seeds' loop, PASSIVE",
+            "tensords": "DL(TensorDataset), PASSIVE",
+        }
         present = {v for r in tr.values() for v in r["images_per_s"]}
-        cols = [c for c in names if c in present or (c == "aecore-bf16" and not res["bf16"]["supported"])
-                or (c == "aecore-fastpath")]
+        cols = [
+            c
+            for c in names
+            if c in present or (c == "aecore-bf16" and not res["bf16"]["supported"]) or (c == "aecore-fastpath")
+        ]
         rows = []
         for preset, r in tr.items():
             ips = r["images_per_s"]
@@ -1116,31 +1309,48 @@ def render(res: dict) -> tuple[str, list[dict]]:
                 f, b = ips.get(fastest), ips.get("seeds")
                 row.append(fmt(f / b if f and b else None, ".2f") + "x")
             rows.append(row)
-        out.append(table(rows, ["preset", "batch", *[names[c] for c in cols], "aecore/seeds",
-                                "aecore/seeds PASSIVE", "dashboard/CLI"] + (["fastest/seeds"] if fastest != "aecore" else [])))
-        out.append(f"OMP_WAIT_POLICY when torch loaded: aecore {pol.get('aecore')} (aecore/__init__.py sets it, as in "
-                   f"the CLI); seeds' loop {pol.get('seeds')} (the environment the bench was started with); "
-                   f"'PASSIVE' rows {pol.get('seeds-passive')}"
-                   + (f"; 'OMP default' row {pol.get('aecore-ompdefault')}" if "aecore-ompdefault" in cols else "")
-                   + ".")
+        out.append(
+            table(
+                rows,
+                ["preset", "batch", *[names[c] for c in cols], "aecore/seeds", "aecore/seeds PASSIVE", "dashboard/CLI"]
+                + (["fastest/seeds"] if fastest != "aecore" else []),
+            )
+        )
+        out.append(
+            f"OMP_WAIT_POLICY when torch loaded: aecore {pol.get('aecore')} (aecore/__init__.py sets it, as in "
+            f"the CLI); seeds' loop {pol.get('seeds')} (the environment the bench was started with); "
+            f"'PASSIVE' rows {pol.get('seeds-passive')}"
+            + (f"; 'OMP default' row {pol.get('aecore-ompdefault')}" if "aecore-ompdefault" in cols else "")
+            + "."
+        )
         out.append(f"Fastest honest mode here: {res['fastest_mode']['label']} ({res['fastest_mode']['rule']}).")
         if not res["bf16"]["supported"]:
             out.append(f"bf16 refused by aecore on this CPU: {res['bf16']['why_not']}.")
-        out.append(f"fastpath rows are forced; auto-enabled here: {res['fastpath']['auto_enabled_here']} "
-                   f"({res['fastpath']['why']}).")
+        out.append(
+            f"fastpath rows are forced; auto-enabled here: {res['fastpath']['auto_enabled_here']} "
+            f"({res['fastpath']['why']})."
+        )
         num = res.get("fastpath_numerics", {})
         if num.get("deep-dense"):
-            out.append("fastpath numerics (one step's gradients, max relative error vs fp64 over all parameters): "
-                       + "; ".join(f"{p} stock {v['max_rel_grad_error_vs_fp64']['stock_fp32']:.1e}, fastpath "
-                                   f"{v['max_rel_grad_error_vs_fp64']['fastpath_fp32']:.1e}" for p, v in num.items())
-                       + " (fp32 rounding; bf16 would be ~1e-2, TF32 ~1e-3).")
+            out.append(
+                "fastpath numerics (one step's gradients, max relative error vs fp64 over all parameters): "
+                + "; ".join(
+                    f"{p} stock {v['max_rel_grad_error_vs_fp64']['stock_fp32']:.1e}, fastpath "
+                    f"{v['max_rel_grad_error_vs_fp64']['fastpath_fp32']:.1e}"
+                    for p, v in num.items()
+                )
+                + " (fp32 rounding; bf16 would be ~1e-2, TF32 ~1e-3)."
+            )
         out.append("")
 
         if any(r.get("gemm_during") for r in tr.values()):
-            out.append("Achieved GFLOP/s (3 x forward matmul/conv FLOPs x images/s) and share of the torch.mm fp32 "
-                       "rate measured in the same rounds (its turn among the variants, in aecore's process):")
-            gcols = [c for c in ("aecore", "aecore-fastpath", "aecore-ompdefault", "seeds", "seeds-passive")
-                     if c in present]
+            out.append(
+                "Achieved GFLOP/s (3 x forward matmul/conv FLOPs x images/s) and share of the torch.mm fp32 "
+                "rate measured in the same rounds (its turn among the variants, in aecore's process):"
+            )
+            gcols = [
+                c for c in ("aecore", "aecore-fastpath", "aecore-ompdefault", "seeds", "seeds-passive") if c in present
+            ]
             rows = []
             for preset, r in tr.items():
                 g = r["forward_gflop_per_image"] * 3
@@ -1155,12 +1365,25 @@ def render(res: dict) -> tuple[str, list[dict]]:
                     v = ips.get("aecore-bf16")
                     cells.append("-" if v is None or not d16 else f"{v * g:.0f} ({v * g / d16:.0%} of bf16 mm)")
                 rows.append(cells)
-            out.append(table(rows, ["preset", "fwd MFLOP/img", "mm fp32 then", *[names[c] for c in gcols]]
-                             + (["aecore bf16"] if res["bf16"]["supported"] else [])))
+            out.append(
+                table(
+                    rows,
+                    ["preset", "fwd MFLOP/img", "mm fp32 then", *[names[c] for c in gcols]]
+                    + (["aecore bf16"] if res["bf16"]["supported"] else []),
+                )
+            )
             out.append("")
 
-        lat_rows = [[p, f"{r['latency']['decode_p50_ms']:.3f}", f"{r['latency']['decode_p99_ms']:.3f}",
-                     fmt(r['latency']['encode_images_per_s'])] for p, r in tr.items() if r.get("latency")]
+        lat_rows = [
+            [
+                p,
+                f"{r['latency']['decode_p50_ms']:.3f}",
+                f"{r['latency']['decode_p99_ms']:.3f}",
+                fmt(r["latency"]["encode_images_per_s"]),
+            ]
+            for p, r in tr.items()
+            if r.get("latency")
+        ]
         if lat_rows:
             out.append("Inference (aecore model, inference_mode, batch 1 decode; one call encodes 10,000 images):")
             out.append(table(lat_rows, ["preset", "decode p50 ms", "decode p99 ms", "encode images/s"]))
@@ -1170,12 +1393,19 @@ def render(res: dict) -> tuple[str, list[dict]]:
     if py.get("images_per_s"):
         pr = py["images_per_s"]
         a = pr.get("aecore")
-        out.append(f"pythae 0.1.2 TrainingPipeline vs aecore Trainer on pythae's default AE ({py['architecture']}; "
-                   f"batch {py['batch_size']}, {py['parameters']:,} parameters):")
-        label = {"pythae": f"pythae TrainingPipeline (OMP_WAIT_POLICY {pol.get('pythae')})",
-                 "pythae-passive": "pythae TrainingPipeline, PASSIVE", "aecore": "aecore Trainer (fp32)"}
-        rows = [[label[v], fmt(x), "-" if v == "aecore" else fmt(a / x if a and x else None, ".2f") + "x"]
-                for v, x in pr.items()]
+        out.append(
+            f"pythae 0.1.2 TrainingPipeline vs aecore Trainer on pythae's default AE ({py['architecture']}; "
+            f"batch {py['batch_size']}, {py['parameters']:,} parameters):"
+        )
+        label = {
+            "pythae": f"pythae TrainingPipeline (OMP_WAIT_POLICY {pol.get('pythae')})",
+            "pythae-passive": "pythae TrainingPipeline, PASSIVE",
+            "aecore": "aecore Trainer (fp32)",
+        }
+        rows = [
+            [label[v], fmt(x), "-" if v == "aecore" else fmt(a / x if a and x else None, ".2f") + "x"]
+            for v, x in pr.items()
+        ]
         out.append(table(rows, ["loop", "images/s", "aecore/this"]))
         out.append("")
     elif py.get("skipped"):
@@ -1191,14 +1421,43 @@ def render(res: dict) -> tuple[str, list[dict]]:
             b = r.get("aecore-bf16", {}).get("test_loss")
             fp = r.get("aecore-fastpath", {}).get("test_loss")
             a2 = r.get("aecore-reshuffled", {}).get("test_loss")
-            rows.append([preset, r["aecore"]["data"], str(r["aecore"]["epochs"]), f"{a:.5g}", f"{sd:.5g}",
-                         f"{a / sd:.4f}", "-" if a2 is None else f"{a2 / a:.4f}",
-                         "refused" if b is None and not res["bf16"]["supported"] else fmt(b, ".5g"),
-                         "-" if b is None else f"{b / a:.4f}", fmt(fp, ".5g"), "-" if fp is None else f"{fp / a:.4f}"])
-        out.append(table(rows, ["preset", "data", "epochs", "aecore", "seeds' loop", "aecore/seeds",
-                                "reshuffled/aecore", "aecore bf16", "bf16/fp32", "fastpath", "fastpath/fp32"]))
-        out.append("reshuffled/aecore: aecore again from the same weights with another shuffle order "
-                   "(the run-to-run noise the 2% goal sits in).")
+            rows.append(
+                [
+                    preset,
+                    r["aecore"]["data"],
+                    str(r["aecore"]["epochs"]),
+                    f"{a:.5g}",
+                    f"{sd:.5g}",
+                    f"{a / sd:.4f}",
+                    "-" if a2 is None else f"{a2 / a:.4f}",
+                    "refused" if b is None and not res["bf16"]["supported"] else fmt(b, ".5g"),
+                    "-" if b is None else f"{b / a:.4f}",
+                    fmt(fp, ".5g"),
+                    "-" if fp is None else f"{fp / a:.4f}",
+                ]
+            )
+        out.append(
+            table(
+                rows,
+                [
+                    "preset",
+                    "data",
+                    "epochs",
+                    "aecore",
+                    "seeds' loop",
+                    "aecore/seeds",
+                    "reshuffled/aecore",
+                    "aecore bf16",
+                    "bf16/fp32",
+                    "fastpath",
+                    "fastpath/fp32",
+                ],
+            )
+        )
+        out.append(
+            "reshuffled/aecore: aecore again from the same weights with another shuffle order "
+            "(the run-to-run noise the 2% goal sits in)."
+        )
         out.append("")
 
     # ---- goals ----
@@ -1209,22 +1468,34 @@ def render(res: dict) -> tuple[str, list[dict]]:
         checks = [("aecore", "seeds", "aecore default vs the seeds' loop as the seeds run")]
         if fastest != "aecore":
             checks.append((fastest, "seeds", "aecore fastest mode vs the seeds' loop"))
-        checks += [("aecore", "seeds-passive", "aecore default vs the seeds' loop with aecore's OpenMP policy"),
-                   ("aecore-ompdefault", "seeds", "aecore under OpenMP's default policy vs the seeds' loop")]
+        checks += [
+            ("aecore", "seeds-passive", "aecore default vs the seeds' loop with aecore's OpenMP policy"),
+            ("aecore-ompdefault", "seeds", "aecore under OpenMP's default policy vs the seeds' loop"),
+        ]
         for key, base, label in checks:
-            ratios = {p: r["images_per_s"][key] / r["images_per_s"][base] for p, r in tr.items()
-                      if r["images_per_s"].get(key) and r["images_per_s"].get(base)}
+            ratios = {
+                p: r["images_per_s"][key] / r["images_per_s"][base]
+                for p, r in tr.items()
+                if r["images_per_s"].get(key) and r["images_per_s"].get(base)
+            }
             if ratios:
-                goal(f"every preset >= {GOAL_VS_SEEDS:g}x the seeds' loop ({label})", ratios,
-                     all(v >= GOAL_VS_SEEDS for v in ratios.values()),
-                     ", ".join(f"{p} {v:.2f}x" for p, v in ratios.items()))
+                goal(
+                    f"every preset >= {GOAL_VS_SEEDS:g}x the seeds' loop ({label})",
+                    ratios,
+                    all(v >= GOAL_VS_SEEDS for v in ratios.values()),
+                    ", ".join(f"{p} {v:.2f}x" for p, v in ratios.items()),
+                )
     if py.get("images_per_s"):
         pr = py["images_per_s"]
         for base, label in (("pythae", "as pythae runs"), ("pythae-passive", "pythae with aecore's OpenMP policy")):
             if pr.get(base) and pr.get("aecore"):
                 ratio = pr["aecore"] / pr[base]
-                goal(f">= {GOAL_VS_PYTHAE:g}x pythae on its architecture ({label})", {"aecore/pythae": ratio},
-                     ratio >= GOAL_VS_PYTHAE, f"{ratio:.2f}x at batch {py['batch_size']}")
+                goal(
+                    f">= {GOAL_VS_PYTHAE:g}x pythae on its architecture ({label})",
+                    {"aecore/pythae": ratio},
+                    ratio >= GOAL_VS_PYTHAE,
+                    f"{ratio:.2f}x at batch {py['batch_size']}",
+                )
     dd = tr.get("deep-dense", {})
     d32 = dd.get("gemm_during", {}).get("mm_fp32", {}).get("gflops")
     if d32 and dd["images_per_s"].get("aecore"):
@@ -1235,37 +1506,65 @@ def render(res: dict) -> tuple[str, list[dict]]:
         if mm32:
             ratios["share_run_start_end"] = got / mm32
             detail += f"; {got / mm32:.0%} of the start/end median {mm32:.0f}"
-        goal(f"deep-dense fp32 >= {GOAL_MM_SHARE:.0%} of the torch.mm fp32 rate", ratios, share >= GOAL_MM_SHARE,
-             detail + ")")
+        goal(
+            f"deep-dense fp32 >= {GOAL_MM_SHARE:.0%} of the torch.mm fp32 rate",
+            ratios,
+            share >= GOAL_MM_SHARE,
+            detail + ")",
+        )
         fpi = dd["images_per_s"].get("aecore-fastpath")
         if fpi:
             goals[-1]["detail"] += f"; with fastpath {fpi * 3 * dd['forward_gflop_per_image'] / d32:.0%}"
-    dash = {p: r["images_per_s"]["aecore-dashboard"] / r["images_per_s"]["aecore"] for p, r in tr.items()
-            if r["images_per_s"].get("aecore-dashboard") and r["images_per_s"].get("aecore")}
+    dash = {
+        p: r["images_per_s"]["aecore-dashboard"] / r["images_per_s"]["aecore"]
+        for p, r in tr.items()
+        if r["images_per_s"].get("aecore-dashboard") and r["images_per_s"].get("aecore")
+    }
     if dash:
-        goal(f"dashboard (Train page polling) >= {GOAL_DASHBOARD:.0%} of the CLI's images/s", dash,
-             all(v >= GOAL_DASHBOARD for v in dash.values()), ", ".join(f"{p} {v:.0%}" for p, v in dash.items()))
+        goal(
+            f"dashboard (Train page polling) >= {GOAL_DASHBOARD:.0%} of the CLI's images/s",
+            dash,
+            all(v >= GOAL_DASHBOARD for v in dash.values()),
+            ", ".join(f"{p} {v:.0%}" for p, v in dash.items()),
+        )
     lats = {p: r["latency"]["decode_p50_ms"] for p, r in tr.items() if r.get("latency")}
     if lats:
-        goal(f"decode p50 <= {GOAL_DECODE_MS:g} ms", lats, all(v <= GOAL_DECODE_MS for v in lats.values()),
-             ", ".join(f"{p} {v:.3f} ms" for p, v in lats.items()))
+        goal(
+            f"decode p50 <= {GOAL_DECODE_MS:g} ms",
+            lats,
+            all(v <= GOAL_DECODE_MS for v in lats.values()),
+            ", ".join(f"{p} {v:.3f} ms" for p, v in lats.items()),
+        )
     if qr:
         ratios = {p: r["aecore"]["test_loss"] / r["seeds"]["test_loss"] for p, r in qr.items()}
-        goal(f"aecore test loss <= {GOAL_QUALITY:g}x the seeds' loop", ratios,
-             all(v <= GOAL_QUALITY for v in ratios.values()), ", ".join(f"{p} {v:.4f}" for p, v in ratios.items()))
+        goal(
+            f"aecore test loss <= {GOAL_QUALITY:g}x the seeds' loop",
+            ratios,
+            all(v <= GOAL_QUALITY for v in ratios.values()),
+            ", ".join(f"{p} {v:.4f}" for p, v in ratios.items()),
+        )
         if res["bf16"]["supported"]:
-            ratios = {p: r["aecore-bf16"]["test_loss"] / r["aecore"]["test_loss"] for p, r in qr.items()
-                      if "aecore-bf16" in r}
-            goals.append({"goal": "bf16 vs fp32 test loss (reported, no goal)", "met": None,
-                          "detail": ", ".join(f"{p} {v:.4f}" for p, v in ratios.items()), "ratios": ratios})
+            ratios = {
+                p: r["aecore-bf16"]["test_loss"] / r["aecore"]["test_loss"] for p, r in qr.items() if "aecore-bf16" in r
+            }
+            goals.append(
+                {
+                    "goal": "bf16 vs fp32 test loss (reported, no goal)",
+                    "met": None,
+                    "detail": ", ".join(f"{p} {v:.4f}" for p, v in ratios.items()),
+                    "ratios": ratios,
+                }
+            )
     if goals:
         out.append("Goals:")
         for g in goals:
             mark = "----" if g["met"] is None else ("MET" if g["met"] else "NOT MET")
             out.append(f"  [{mark}] {g['goal']}: {g['detail']}")
     la = res["machine"]
-    out.append(f"(load average start {la.get('load_avg_start')}, end {la.get('load_avg_end')}; "
-               f"wall {res.get('wall_s', 0):.0f} s)")
+    out.append(
+        f"(load average start {la.get('load_avg_start')}, end {la.get('load_avg_end')}; "
+        f"wall {res.get('wall_s', 0):.0f} s)"
+    )
     return "\n".join(out), goals
 
 

@@ -124,8 +124,9 @@ def show_error(e: Exception, what: str = "") -> None:
         st.error(f"{prefix}{type(e).__name__}: {e}", icon="⚠️")
 
 
-def pick_model(kind: str | tuple[str, ...] | None = None, key: str = MODEL_KEY,
-               label: str = "Model") -> TrainedModel | None:
+def pick_model(
+    kind: str | tuple[str, ...] | None = None, key: str = MODEL_KEY, label: str = "Model"
+) -> TrainedModel | None:
     """A selectbox over the saved models (optionally of one data kind: image,
     vector, sequence). Shows what to do and returns None when there is none."""
     kinds = (kind,) if isinstance(kind, str) else kind
@@ -134,9 +135,13 @@ def pick_model(kind: str | tuple[str, ...] | None = None, key: str = MODEL_KEY,
     if not names:
         what = f" of {' or '.join(kinds)} data" if kinds else ""
         example = {"sequence": "--preset seq2seq-lstm", "vector": "--preset manifold-1d --dataset helix3d"}.get(
-            kinds[0] if kinds and len(kinds) == 1 else "", "--preset vanilla --dataset digits")
-        st.info(f"No saved model{what} yet. Train one on the Train page first "
-                f"(or from the command line: `python -m aecore train {example}`).", icon="ℹ️")
+            kinds[0] if kinds and len(kinds) == 1 else "", "--preset vanilla --dataset digits"
+        )
+        st.info(
+            f"No saved model{what} yet. Train one on the Train page first "
+            f"(or from the command line: `python -m aecore train {example}`).",
+            icon="ℹ️",
+        )
         st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
         return None
     current = st.session_state.get(key)
@@ -161,8 +166,13 @@ def _info_kind(info) -> str:
 
 def model_caption(tm: TrainedModel) -> str:
     m, meta = tm.metrics, tm.meta
-    parts = [f"preset {meta.get('preset', '?')}", f"dataset {meta.get('dataset', '?')}",
-             f"{tm.model.config.kind}", f"code size {tm.model.latent_dim}", f"{len(tm.history)} epoch(s)"]
+    parts = [
+        f"preset {meta.get('preset', '?')}",
+        f"dataset {meta.get('dataset', '?')}",
+        f"{tm.model.config.kind}",
+        f"code size {tm.model.latent_dim}",
+        f"{len(tm.history)} epoch(s)",
+    ]
     if m.get("test_mse") is not None:
         parts.append(f"test MSE {m['test_mse']:.4f}")
     return " · ".join(parts)
@@ -178,8 +188,13 @@ def model_bundle(tm: TrainedModel) -> DataBundle | None:
         return None
 
 
-def show_images(images: np.ndarray, captions: list[str] | None = None, scale: int = 3, width: int | str = "content",
-                columns: int | None = None) -> None:
+def show_images(
+    images: np.ndarray,
+    captions: list[str] | None = None,
+    scale: int = 3,
+    width: int | str = "content",
+    columns: int | None = None,
+) -> None:
     """Show (N, C, H, W) or (N, H, W) images in [0, 1], enlarged with nearest-neighbour pixels."""
     imgs = [to_png_array(np.asarray(im), scale) for im in images]
     if columns:

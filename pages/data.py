@@ -19,8 +19,10 @@ DEMO_PRESET, DEMO_EPOCHS = "manifold-1d", 200
 SPLITS = ("train", "val", "test")
 
 st.title("Data")
-st.caption("What each dataset holds. The manifold demos show the seeds' central idea: points in 2-D or 3-D "
-           "that really need one number each, and the number an autoencoder learns for them.")
+st.caption(
+    "What each dataset holds. The manifold demos show the seeds' central idea: points in 2-D or 3-D "
+    "that really need one number each, and the number an autoencoder learns for them."
+)
 
 
 def _label(name: str) -> str:
@@ -37,7 +39,7 @@ if not spec.available(DATA_DIR):
     st.warning(f"**{name} is not available**: its files are not in `{raw}`.", icon="⛔")
     st.markdown(f"""
 To get it, do one of these, then reload the page:
-- put the four files `{'`, `'.join(f + '.gz' for f in RAW_FILES)}` (torchvision's raw layout,
+- put the four files `{"`, `".join(f + ".gz" for f in RAW_FILES)}` (torchvision's raw layout,
   `<data dir>/{spec.folder}/raw/*-ubyte.gz`) in `{raw}`;
 - download them through torchvision (needs the network) with the button below, or from a shell:
   `python -c "from aecore.data import download; download('{name}', '{root}')"`
@@ -82,12 +84,21 @@ if labels is not None:
     ids = np.unique(np.concatenate([getattr(bundle, s).labels for s in SPLITS]))
     names = bundle.class_names or ([f"position {i}" for i in ids] if bundle.kind == "vector" else [str(i) for i in ids])
     what = "position along the curve (the curve parameter in ten bins)" if bundle.kind == "vector" else "class"
-    counts = pd.DataFrame({s: [int((getattr(bundle, s).labels == i).sum()) for i in ids] for s in SPLITS},
-                          index=[names[int(i)] if int(i) < len(names) else str(i) for i in ids])
+    counts = pd.DataFrame(
+        {s: [int((getattr(bundle, s).labels == i).sum()) for i in ids] for s in SPLITS},
+        index=[names[int(i)] if int(i) < len(names) else str(i) for i in ids],
+    )
     with st.expander(f"Labels: {len(ids)} values of {what}", expanded=bundle.kind == "image"):
         fig = go.Figure([go.Bar(x=counts.index, y=counts[s], name=s) for s in SPLITS])
-        fig.update_layout(template="plotly_dark", barmode="stack", height=300, margin=dict(t=30, b=10),
-                          xaxis_title=what, yaxis_title="items", title="items per label")
+        fig.update_layout(
+            template="plotly_dark",
+            barmode="stack",
+            height=300,
+            margin=dict(t=30, b=10),
+            xaxis_title=what,
+            yaxis_title="items",
+            title="items per label",
+        )
         st.plotly_chart(fig, key="data_counts")
 
 split = st.radio("Split", SPLITS, horizontal=True, key="data_split", persist_state="session")
@@ -117,26 +128,39 @@ if bundle.kind == "image":
         rng = np.random.default_rng(st.session_state["data_seed"])
         idx = np.sort(rng.choice(pool, min(count, len(pool)), replace=False))
         images = as_float(part.x[idx], bundle)
-        captions = None if part.labels is None else [
-            class_names[int(v)] if int(v) < len(class_names) else str(v) for v in part.labels[idx]]
+        captions = (
+            None
+            if part.labels is None
+            else [class_names[int(v)] if int(v) < len(class_names) else str(v) for v in part.labels[idx]]
+        )
         h = bundle.sample_shape[-2]
         show_images(images, captions, scale=max(1, 84 // h))
-        st.caption(f"{len(idx)} random {split} images of {len(pool):,}"
-                   + ("" if chosen == "all classes" else f" labelled '{chosen}'") + ", enlarged pixel by pixel.")
+        st.caption(
+            f"{len(idx)} random {split} images of {len(pool):,}"
+            + ("" if chosen == "all classes" else f" labelled '{chosen}'")
+            + ", enlarged pixel by pixel."
+        )
 
 # --- sequences: input/target pairs -----------------------------------------------------------
 elif bundle.kind == "sequence":
     vocab, out_len = bundle.info.get("vocab"), bundle.info.get("output_len")
-    st.markdown(f"Each input is {bundle.sample_shape[0]} integers from 1 to {vocab - 1}; the target is its first "
-                f"{out_len} in reverse order. Token 0 is kept for the decoder's start token.")
+    st.markdown(
+        f"Each input is {bundle.sample_shape[0]} integers from 1 to {vocab - 1}; the target is its first "
+        f"{out_len} in reverse order. Token 0 is kept for the decoder's start token."
+    )
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
     c1.caption(f"Random {split} examples:")
     c2.button("🎲 Shuffle", key="data_shuffle", on_click=_shuffle, width="stretch")
-    idx = np.sort(np.random.default_rng(st.session_state["data_seed"]).choice(len(part), min(10, len(part)),
-                                                                              replace=False))
-    st.dataframe(pd.DataFrame({"input": [format_tokens(v) for v in part.x[idx]],
-                               "target": [format_tokens(v) for v in part.target[idx]]}, index=idx),
-                 width="stretch")
+    idx = np.sort(
+        np.random.default_rng(st.session_state["data_seed"]).choice(len(part), min(10, len(part)), replace=False)
+    )
+    st.dataframe(
+        pd.DataFrame(
+            {"input": [format_tokens(v) for v in part.x[idx]], "target": [format_tokens(v) for v in part.target[idx]]},
+            index=idx,
+        ),
+        width="stretch",
+    )
     st.page_link("pages/sequences.py", label="Train and try the sequence model", icon="🔤")
 
 # --- vectors: the manifold demos ----------------------------------------------------------------
@@ -155,36 +179,57 @@ else:
         return go.Scatter(x=p[:, 0], y=p[:, 1], name=name, **kw)
 
     def layout(fig: go.Figure, title: str) -> go.Figure:
-        fig.update_layout(template="plotly_dark", title=title, height=520, margin=dict(l=10, r=10, t=40, b=10),
-                          legend=dict(orientation="h", y=-0.05))
+        fig.update_layout(
+            template="plotly_dark",
+            title=title,
+            height=520,
+            margin=dict(l=10, r=10, t=40, b=10),
+            legend=dict(orientation="h", y=-0.05),
+        )
         if dim < 3:
             fig.update_yaxes(scaleanchor="x", scaleratio=1)  # a line should look like a line
         return fig
 
     size = 3 if dim >= 3 else 5
-    fig = go.Figure([scatter(pts, "data", mode="markers", marker=dict(
-        size=size, color=pos, colorscale="Viridis", colorbar=dict(title="position")))])
-    st.plotly_chart(layout(fig, f"{n:,} {split} points, coloured by their position along the curve"),
-                    key="data_points_plot")
+    fig = go.Figure(
+        [
+            scatter(
+                pts,
+                "data",
+                mode="markers",
+                marker=dict(size=size, color=pos, colorscale="Viridis", colorbar=dict(title="position")),
+            )
+        ]
+    )
+    st.plotly_chart(
+        layout(fig, f"{n:,} {split} points, coloured by their position along the curve"), key="data_points_plot"
+    )
     if dim > 3:
         st.caption(f"Only the first 3 of {dim} coordinates are drawn.")
 
     st.subheader("What a 1-D code learns")
-    st.markdown(f"Each point is given in {dim} numbers, but one number, its position along the curve, says "
-                "everything. An autoencoder with a 1-D code must find that number (its *code*); its decoder "
-                "turns every code value back into a point, so the decoder **is** a curve.")
+    st.markdown(
+        f"Each point is given in {dim} numbers, but one number, its position along the curve, says "
+        "everything. An autoencoder with a 1-D code must find that number (its *code*); its decoder "
+        "turns every code value back into a point, so the decoder **is** a curve."
+    )
     models = [i.name for i in store().list() if i.ok and i.dataset == name]
     if not models:
-        st.info(f"No saved model was trained on {name} yet. Train preset `{DEMO_PRESET}` on it: here (a few "
-                f"seconds), on the Train page, or with `python -m aecore train --preset {DEMO_PRESET} "
-                f"--dataset {name}`.", icon="ℹ️")
-        if st.button(f"Train {DEMO_PRESET} on {name} ({DEMO_EPOCHS} epochs)", key="data_train_demo",
-                     type="primary"):
+        st.info(
+            f"No saved model was trained on {name} yet. Train preset `{DEMO_PRESET}` on it: here (a few "
+            f"seconds), on the Train page, or with `python -m aecore train --preset {DEMO_PRESET} "
+            f"--dataset {name}`.",
+            icon="ℹ️",
+        )
+        if st.button(f"Train {DEMO_PRESET} on {name} ({DEMO_EPOCHS} epochs)", key="data_train_demo", type="primary"):
             demo = f"{DEMO_PRESET}-{name}"
             try:
                 with st.spinner(f"Training {DEMO_PRESET} on {name}..."):
-                    tm, result, _ = train(TrainRequest(preset=DEMO_PRESET, dataset=name, epochs=DEMO_EPOCHS,
-                                                       device="auto", data_dir=DATA_DIR))
+                    tm, result, _ = train(
+                        TrainRequest(
+                            preset=DEMO_PRESET, dataset=name, epochs=DEMO_EPOCHS, device="auto", data_dir=DATA_DIR
+                        )
+                    )
                     if not result.ok:
                         raise AecoreError(result.message)
                     store().save(demo, tm)
@@ -203,34 +248,63 @@ else:
         show_error(e, f"cannot use '{model_name}'")
         st.stop()
     show_curve = view.curve is not None and st.checkbox(
-        "Draw the decoder's curve past the data", value=True, key="data_show_curve",
-        help="decode(z) for z evenly spaced from the smallest to the largest code, 10% further at each end.")
+        "Draw the decoder's curve past the data",
+        value=True,
+        key="data_show_curve",
+        help="decode(z) for z evenly spaced from the smallest to the largest code, 10% further at each end.",
+    )
     show_err = st.checkbox("Join each point to its reconstruction", value=False, key="data_show_errors")
 
     code = view.code
     code_title = "code" if tm.model.latent_dim == 1 else "code[0]"
-    traces = [scatter(pts, "data, coloured by code", mode="markers", marker=dict(
-        size=size, color=code, colorscale="Turbo", colorbar=dict(title=code_title)),
-        text=[f"{code_title} {c:.3f}" for c in code], hoverinfo="text")]
+    traces = [
+        scatter(
+            pts,
+            "data, coloured by code",
+            mode="markers",
+            marker=dict(size=size, color=code, colorscale="Turbo", colorbar=dict(title=code_title)),
+            text=[f"{code_title} {c:.3f}" for c in code],
+            hoverinfo="text",
+        )
+    ]
     if show_err:
         seg = error_segments(pts, view.recon)
         traces.append(scatter(seg, "point → reconstruction", mode="lines", line=dict(color="gray", width=1)))
-    traces.append(scatter(view.recon[view.order], "reconstructions (the learned manifold)", mode="lines+markers",
-                          line=dict(color="white", width=3), marker=dict(size=2, color="white")))
+    traces.append(
+        scatter(
+            view.recon[view.order],
+            "reconstructions (the learned manifold)",
+            mode="lines+markers",
+            line=dict(color="white", width=3),
+            marker=dict(size=2, color="white"),
+        )
+    )
     if show_curve:
-        traces.append(scatter(view.curve, "decoder curve decode(z)", mode="lines",
-                              line=dict(color="orange", width=2, dash="dash")))
-    st.plotly_chart(layout(go.Figure(traces), f"'{model_name}': the learned code drawn on the data"),
-                    key="data_manifold_plot")
+        traces.append(
+            scatter(
+                view.curve, "decoder curve decode(z)", mode="lines", line=dict(color="orange", width=2, dash="dash")
+            )
+        )
+    st.plotly_chart(
+        layout(go.Figure(traces), f"'{model_name}': the learned code drawn on the data"), key="data_manifold_plot"
+    )
     m1, m2, m3, m4 = st.columns([1, 1.6, 1.3, 1.1])
     m1.metric("Code size", tm.model.latent_dim)
-    m2.metric("Code range", f"{code.min():.2f} … {code.max():.2f}",
-              help="The smallest and largest code value of these points.")
+    m2.metric(
+        "Code range",
+        f"{code.min():.2f} … {code.max():.2f}",
+        help="The smallest and largest code value of these points.",
+    )
     m3.metric("Reconstruction MSE", f"{view.mse:.5f}", help="Mean squared error per coordinate on these points.")
-    m4.metric("Order agreement", f"{order_agreement(code, pos):.2f}",
-              help="|Spearman rank correlation| of the code with the true position along the curve: 1.00 when "
-                   "the code runs along the curve in one direction, lower where it folds back.")
-    st.caption("White: every point's reconstruction, joined in order of its code; they all lie on the learned "
-               "curve. A code that describes the data runs smoothly from one end to the other (colours change "
-               "steadily along the curve) and the white curve passes through the data. Where the code folds, the "
-               "white curve cuts across (between the helix's turns, say) and the order agreement drops.")
+    m4.metric(
+        "Order agreement",
+        f"{order_agreement(code, pos):.2f}",
+        help="|Spearman rank correlation| of the code with the true position along the curve: 1.00 when "
+        "the code runs along the curve in one direction, lower where it folds back.",
+    )
+    st.caption(
+        "White: every point's reconstruction, joined in order of its code; they all lie on the learned "
+        "curve. A code that describes the data runs smoothly from one end to the other (colours change "
+        "steadily along the curve) and the white curve passes through the data. Where the code folds, the "
+        "white curve cuts across (between the helix's turns, say) and the order agreement drops."
+    )

@@ -17,8 +17,10 @@ IMAGE_PX = 256  # the slider image is enlarged to about this width
 GRID_PX = 560
 
 st.title("Generate")
-st.caption("The decoder turns any code into an image, not only the codes of real data. Move through the "
-           "latent space and see what each direction means; a VAE can also draw new codes from its prior.")
+st.caption(
+    "The decoder turns any code into an image, not only the codes of real data. Move through the "
+    "latent space and see what each direction means; a VAE can also draw new codes from its prior."
+)
 
 tm = pick_model(kind="image")
 if tm is None:
@@ -95,26 +97,47 @@ with tab_sl:
     if d > MAX_SLIDERS:
         # dead units (no spread over the test set) are the least interesting to move
         busiest = sorted(np.argsort(-codes.std(0))[:MAX_SLIDERS].tolist())
-        dims = st.multiselect(f"Dimensions to move (at most {MAX_SLIDERS} of {d}; the rest stay where they are)",
-                              list(range(d)), default=busiest, max_selections=MAX_SLIDERS,
-                              format_func=lambda i: f"z{i}", key="gen_dims")
+        dims = st.multiselect(
+            f"Dimensions to move (at most {MAX_SLIDERS} of {d}; the rest stay where they are)",
+            list(range(d)),
+            default=busiest,
+            max_selections=MAX_SLIDERS,
+            format_func=lambda i: f"z{i}",
+            key="gen_dims",
+        )
     else:
         dims = list(range(d))
     left, right = st.columns([3, 2])
     with left:
         b1, b2, _ = st.columns([1, 1, 2])
-        b1.button("Reset", key="gen_reset", on_click=set_code, args=(centre,), icon=":material/restart_alt:",
-                  help="Back to the prior's centre (VAE) or the test codes' median.")
-        b2.button("Random point", key="gen_random", on_click=lambda: set_code(random_code()), icon="🎲",
-                  help="A draw from the prior (VAE) or the code of a random test image.")
+        b1.button(
+            "Reset",
+            key="gen_reset",
+            on_click=set_code,
+            args=(centre,),
+            icon=":material/restart_alt:",
+            help="Back to the prior's centre (VAE) or the test codes' median.",
+        )
+        b2.button(
+            "Random point",
+            key="gen_random",
+            on_click=lambda: set_code(random_code()),
+            icon="🎲",
+            help="A draw from the prior (VAE) or the code of a random test image.",
+        )
         cols = st.columns(2)
         for n_, i in enumerate(dims):
             lo, hi = (float(v) for v in ranges[i])
             init_state(f"gen_z{i}", float(z[i]), lo, hi)
             z[i] = cols[n_ % 2].slider(f"z{i}", lo, hi, step=(hi - lo) / 100, format="%.2f", key=f"gen_z{i}")
-        st.caption(("Ranges: the prior's ±3 standard deviations." if vae else
-                    "Ranges: the 1st to 99th percentile of the test codes, widened by 10%.")
-                   + (" Start: the origin." if vae else " Start: the median test code."))
+        st.caption(
+            (
+                "Ranges: the prior's ±3 standard deviations."
+                if vae
+                else "Ranges: the 1st to 99th percentile of the test codes, widened by 10%."
+            )
+            + (" Start: the origin." if vae else " Start: the median test code.")
+        )
     with right:
         try:
             img = analysis.decode(tm, z)[0]
@@ -135,11 +158,12 @@ with tab_int:
         path = analysis.interpolate(tm, xa, xb, steps)  # (steps, C, H, W)
         t = np.linspace(0, 1, steps, dtype=np.float32)[:, None, None, None]
         fade = (1 - t) * xa[None] + t * xb[None]  # the same ends blended pixel by pixel, for comparison
-        show(analysis.image_grid([path, fade]), "through the latent space (top) · pixel cross-fade (bottom)",
-             GRID_PX)
-        st.caption("Each image of the top row decodes a code on the straight line between the two images' codes; "
-                   "the bottom row only mixes their pixels. Where the top row stays a plausible image, the "
-                   "latent space is smooth there.")
+        show(analysis.image_grid([path, fade]), "through the latent space (top) · pixel cross-fade (bottom)", GRID_PX)
+        st.caption(
+            "Each image of the top row decodes a code on the straight line between the two images' codes; "
+            "the bottom row only mixes their pixels. Where the top row stays a plausible image, the "
+            "latent space is smooth there."
+        )
     except AecoreError as e:
         show_error(e, "cannot interpolate")
 
@@ -157,21 +181,29 @@ with tab_grid:
 
 with tab_samp:
     if not vae:
-        st.info("This model is not a VAE: its training never asked the codes to follow a known distribution, "
-                "so there is no prior to draw from, and random codes mostly decode to noise. Use the sliders "
-                "or the grid, or train a `vae-mlp` model to sample new images.", icon="ℹ️")
+        st.info(
+            "This model is not a VAE: its training never asked the codes to follow a known distribution, "
+            "so there is no prior to draw from, and random codes mostly decode to noise. Use the sliders "
+            "or the grid, or train a `vae-mlp` model to sample new images.",
+            icon="ℹ️",
+        )
     else:
         c1, c2 = st.columns([3, 1])
         k = c1.slider("Samples", 4, 64, 16, step=4, key="gen_sample_n", persist_state="session")
-        c2.button("Draw samples", key="gen_sample", type="primary", icon="🎲",
-                  on_click=lambda: st.session_state.update(gen_samples=(ident, np.random.default_rng().integers(2**31))))
+        c2.button(
+            "Draw samples",
+            key="gen_sample",
+            type="primary",
+            icon="🎲",
+            on_click=lambda: st.session_state.update(gen_samples=(ident, np.random.default_rng().integers(2**31))),
+        )
         drawn = st.session_state.get("gen_samples")
         if drawn and drawn[0] == ident:
             # What model.sample(n) does (z ~ N(0, I), then decode), through analysis.decode so
             # that the images come back in display space like every other view.
             zs = np.random.default_rng(drawn[1]).standard_normal((k, d)).astype(np.float32)
             imgs = analysis.decode(tm, zs)
-            rows = [imgs[i:i + 8] for i in range(0, k, 8)]
+            rows = [imgs[i : i + 8] for i in range(0, k, 8)]
             show(analysis.image_grid(rows), f"{k} samples from the prior N(0, I)", GRID_PX)
         else:
             st.caption("Draw codes from the prior N(0, I) and decode them: images no one drew.")

@@ -25,14 +25,17 @@ left.caption(detail)
 mid.metric("Presets", len(PRESETS))
 
 st.subheader("Quick start")
-st.write("Train the seed-003 `vanilla` autoencoder (784-64-784 becomes 64-32-64 on 8x8 digits) "
-         "on scikit-learn's built-in digits: no download, a few seconds on a CPU.")
+st.write(
+    "Train the seed-003 `vanilla` autoencoder (784-64-784 becomes 64-32-64 on 8x8 digits) "
+    "on scikit-learn's built-in digits: no download, a few seconds on a CPU."
+)
 epochs = st.slider("Epochs", 1, 100, 30, key="home_epochs")
 if st.button("Train a demo model", type="primary", key="home_train"):
     try:
         with st.status("Training vanilla on digits...", expanded=True) as status:
-            request = TrainRequest(preset="vanilla", dataset="digits", epochs=epochs, batch_size=64, lr=3e-3,
-                                   latent_dim=32, device="auto")
+            request = TrainRequest(
+                preset="vanilla", dataset="digits", epochs=epochs, batch_size=64, lr=3e-3, latent_dim=32, device="auto"
+            )
             tm, result, bundle = train(request)
             store.save("demo-vanilla-digits", tm, overwrite=True)
             status.update(label=f"{result.status}: {result.message}", state="complete")
@@ -50,23 +53,33 @@ if "home_result" in st.session_state:
     c1.metric("Test MSE", f"{m['test_mse']:.4f}")
     c2.metric(f"PCA-{m['pca_components']} MSE", f"{m['pca_test_mse']:.4f}")
     c3.metric("Images/s", f"{m['images_per_s']:,.0f}")
-    st.line_chart(pd.DataFrame({"train": [h["train_loss"] for h in tm.history],
-                                "validation": [h["val_loss"] for h in tm.history]}), x_label="epoch",
-                  y_label="loss")
+    st.line_chart(
+        pd.DataFrame(
+            {"train": [h["train_loss"] for h in tm.history], "validation": [h["val_loss"] for h in tm.history]}
+        ),
+        x_label="epoch",
+        y_label="loss",
+    )
     originals = bundle.test.x[:12]
-    st.image(enlarge(analysis.recon_grid(originals, analysis.reconstruct(tm, originals), n=12)), output_format="PNG",
-             caption="test originals (top) over reconstructions (bottom)", width=600)
+    st.image(
+        enlarge(analysis.recon_grid(originals, analysis.reconstruct(tm, originals), n=12)),
+        output_format="PNG",
+        caption="test originals (top) over reconstructions (bottom)",
+        width=600,
+    )
 
 st.subheader("What you can do")
-tour = [("pages/train.py", "🏋️ Train", "a preset or your own design, live curves, stop, continue"),
-        ("pages/reconstruct.py", "🔁 Reconstruct", "test images, your uploads, denoising, drawing"),
-        ("pages/latent.py", "🌌 Latent space", "codes coloured by label; click a point to decode it"),
-        ("pages/generate.py", "🎛️ Generate", "latent sliders, interpolation, grids, VAE samples"),
-        ("pages/weights.py", "🧩 Weights", "first-layer features and convolution filters"),
-        ("pages/anomalies.py", "🚨 Anomalies", "reconstruction error as an anomaly score"),
-        ("pages/sequences.py", "🔤 Sequences", "the LSTM sequence autoencoder"),
-        ("pages/compare.py", "📊 Compare", "loss curves and test metrics beside PCA"),
-        ("pages/data.py", "🗂️ Data", "browse datasets; manifold demos in 2-D and 3-D")]
+tour = [
+    ("pages/train.py", "🏋️ Train", "a preset or your own design, live curves, stop, continue"),
+    ("pages/reconstruct.py", "🔁 Reconstruct", "test images, your uploads, denoising, drawing"),
+    ("pages/latent.py", "🌌 Latent space", "codes coloured by label; click a point to decode it"),
+    ("pages/generate.py", "🎛️ Generate", "latent sliders, interpolation, grids, VAE samples"),
+    ("pages/weights.py", "🧩 Weights", "first-layer features and convolution filters"),
+    ("pages/anomalies.py", "🚨 Anomalies", "reconstruction error as an anomaly score"),
+    ("pages/sequences.py", "🔤 Sequences", "the LSTM sequence autoencoder"),
+    ("pages/compare.py", "📊 Compare", "loss curves and test metrics beside PCA"),
+    ("pages/data.py", "🗂️ Data", "browse datasets; manifold demos in 2-D and 3-D"),
+]
 cols = st.columns(3)
 for i, (page, label, what) in enumerate(tour):
     with cols[i % 3]:
@@ -77,24 +90,55 @@ active = [j.view() for j in registry().jobs() if j.view().active]
 if active:
     st.subheader("Training now")
     for v in active:
-        st.page_link("pages/train.py", label=f"{v.name}: {v.status}, epoch {v.epoch}/{v.epochs}",
-                     query_params={"job": v.id}, icon="🔄")
+        st.page_link(
+            "pages/train.py",
+            label=f"{v.name}: {v.status}, epoch {v.epoch}/{v.epochs}",
+            query_params={"job": v.id},
+            icon="🔄",
+        )
 
 st.subheader("Presets")
-st.dataframe(pd.DataFrame([{"preset": p.name, "seed": p.seed or "-", "dataset": p.dataset, "model": p.summary}
-                           for p in PRESETS.values()]), hide_index=True, width="stretch")
+st.dataframe(
+    pd.DataFrame(
+        [{"preset": p.name, "seed": p.seed or "-", "dataset": p.dataset, "model": p.summary} for p in PRESETS.values()]
+    ),
+    hide_index=True,
+    width="stretch",
+)
 st.subheader("Datasets")
-st.dataframe(pd.DataFrame([{"dataset": d.name, "kind": d.kind, "available": d.available(),
-                            "description": d.description} for d in DATASETS.values()]),
-             hide_index=True, width="stretch")
-st.caption(f"MNIST, Fashion-MNIST and KMNIST are read from `{resolve_data_dir().resolve()}` "
-           "(set AECORE_DATA_DIR to use another folder) in torchvision's layout `<Name>/raw/*-ubyte.gz`.")
+st.dataframe(
+    pd.DataFrame(
+        [
+            {"dataset": d.name, "kind": d.kind, "available": d.available(), "description": d.description}
+            for d in DATASETS.values()
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+)
+st.caption(
+    f"MNIST, Fashion-MNIST and KMNIST are read from `{resolve_data_dir().resolve()}` "
+    "(set AECORE_DATA_DIR to use another folder) in torchvision's layout `<Name>/raw/*-ubyte.gz`."
+)
 st.subheader("Saved models")
 infos = store.list()
 if infos:
-    st.dataframe(pd.DataFrame([{"model": i.name, "preset": i.preset, "dataset": i.dataset,
-                                "test MSE": i.metrics.get("test_mse"), "PCA MSE": i.metrics.get("pca_test_mse"),
-                                "status": "ok" if i.ok else i.error} for i in infos]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "model": i.name,
+                    "preset": i.preset,
+                    "dataset": i.dataset,
+                    "test MSE": i.metrics.get("test_mse"),
+                    "PCA MSE": i.metrics.get("pca_test_mse"),
+                    "status": "ok" if i.ok else i.error,
+                }
+                for i in infos
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
 else:
     st.info("No saved models yet: train one above or with `python -m aecore train --preset vanilla --dataset digits`.")

@@ -20,8 +20,10 @@ SHADES = "\u00a0░▒▓█"  # a no-break space, so that plotly does not colla
 METHODS = {"PCA": "pca", "t-SNE": "tsne"}
 
 st.title("Latent space")
-st.caption("Every test item becomes a code; similar items should land near each other. "
-           "Codes of more than two values are drawn through PCA (linear) or t-SNE (keeps neighbours).")
+st.caption(
+    "Every test item becomes a code; similar items should land near each other. "
+    "Codes of more than two values are drawn through PCA (linear) or t-SNE (keeps neighbours)."
+)
 
 tm = pick_model(kind=("image", "vector"))
 if tm is None:
@@ -79,9 +81,15 @@ d = tm.model.latent_dim
 left, right = st.columns([3, 2])
 with left:
     c1, c2 = st.columns(2)
-    method_label = c2.radio("Projection", list(METHODS), key="lat_method", horizontal=True, disabled=d <= 2,
-                            persist_state="session",
-                            help="Only used when the code has more than two values.")
+    method_label = c2.radio(
+        "Projection",
+        list(METHODS),
+        key="lat_method",
+        horizontal=True,
+        disabled=d <= 2,
+        persist_state="session",
+        help="Only used when the code has more than two values.",
+    )
     method = METHODS[method_label]
     cap = min(n_test, TSNE_MAX) if method == "tsne" and d > 2 else n_test
     if cap > 10:
@@ -90,15 +98,17 @@ with left:
     else:
         n = cap
     if d <= 2:
-        st.caption(f"The code has {d} value{'s' * (d > 1)}: shown as is"
-                   + (" (the code on x, 0 on y)." if d == 1 else " (no projection)."))
+        st.caption(
+            f"The code has {d} value{'s' * (d > 1)}: shown as is"
+            + (" (the code on x, 0 on y)." if d == 1 else " (no projection).")
+        )
     elif method == "tsne" and n_test > TSNE_MAX:
         st.caption(f"t-SNE is limited to {TSNE_MAX:,} items (its cost grows with N²).")
 
 try:
-    codes, xy, hover = latent_view(tm, bundle, tm.name or "",
-                                   weights_stamp(tm.name or ""), str(store().root), n,
-                                   method if d > 2 else "pca")
+    codes, xy, hover = latent_view(
+        tm, bundle, tm.name or "", weights_stamp(tm.name or ""), str(store().root), n, method if d > 2 else "pca"
+    )
 except AecoreError as e:
     show_error(e, "cannot draw the latent space")
     st.stop()
@@ -118,14 +128,29 @@ fig = go.Figure()
 groups = [(None, np.arange(n))] if labels is None else [(v, np.flatnonzero(labels == v)) for v in np.unique(labels)]
 for v, idx in groups:
     name = "items" if v is None else label_name(v)
-    fig.add_trace(go.Scatter(
-        x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=name, customdata=idx.tolist(),
-        text=[hover[i] for i in idx], marker={"size": 6, "opacity": 0.8},
-        hovertemplate=f"<b>{name}</b> · item %{{customdata}}<br>%{{text}}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=xy[idx, 0],
+            y=xy[idx, 1],
+            mode="markers",
+            name=name,
+            customdata=idx.tolist(),
+            text=[hover[i] for i in idx],
+            marker={"size": 6, "opacity": 0.8},
+            hovertemplate=f"<b>{name}</b> · item %{{customdata}}<br>%{{text}}<extra></extra>",
+        )
+    )
 axis = "code" if d <= 2 else method_label
-fig.update_layout(template="plotly_dark", height=560, legend_title_text="label", clickmode="event+select",
-                  hoverlabel={"font": {"family": "DejaVu Sans Mono, Menlo, Consolas, monospace"}},
-                  xaxis_title=f"{axis} 1", yaxis_title=f"{axis} 2" if d != 1 else "", margin={"t": 30})
+fig.update_layout(
+    template="plotly_dark",
+    height=560,
+    legend_title_text="label",
+    clickmode="event+select",
+    hoverlabel={"font": {"family": "DejaVu Sans Mono, Menlo, Consolas, monospace"}},
+    xaxis_title=f"{axis} 1",
+    yaxis_title=f"{axis} 2" if d != 1 else "",
+    margin={"t": 30},
+)
 
 with left:
     event = st.plotly_chart(fig, key="lat_scatter", on_select="rerun", selection_mode="points")
@@ -135,8 +160,10 @@ with left:
         extra = "the image drawn in characters (a hover label cannot show pictures)"
     else:
         extra = f"no picture above {ART_MAX:,} points (the figure would get too big)"
-    st.caption(f"{n:,} test items of {bundle.name}. Hover a point for its label, index, code and {extra}; "
-               "click a point to decode it on the right.")
+    st.caption(
+        f"{n:,} test items of {bundle.name}. Hover a point for its label, index, code and {extra}; "
+        "click a point to decode it on the right."
+    )
 
 
 def selected_item(event) -> int | None:
@@ -162,7 +189,7 @@ with right:
     if i is None:
         st.info("Click a point in the scatter to decode it.", icon="👆")
         st.stop()
-    x = as_float(bundle.test.x[i:i + 1], bundle)
+    x = as_float(bundle.test.x[i : i + 1], bundle)
     rec = analysis.decode(tm, codes[i])  # the decoder fed this item's code (a VAE's posterior mean)
     st.subheader(f"Item {i}" + ("" if labels is None else f": {label_name(labels[i])}"))
     mse = float(np.mean((rec - x) ** 2))
@@ -170,26 +197,48 @@ with right:
     if bundle.kind == "image":
         scale = max(1, 96 // x.shape[-1])
         # PNG: Streamlit's "auto" picks JPEG for arrays, which smears the enlarged pixels
-        st.image([to_png_array(im, scale) for im in (x[0], rec[0], np.abs(rec[0] - x[0]))],
-                 caption=["original", "decoded code", "|difference|"], output_format="PNG")
-        st.caption("The decoder applied to this item's code" + (" (the posterior mean)" if tm.model.is_variational
-                                                                  else "") + ": its reconstruction.")
+        st.image(
+            [to_png_array(im, scale) for im in (x[0], rec[0], np.abs(rec[0] - x[0]))],
+            caption=["original", "decoded code", "|difference|"],
+            output_format="PNG",
+        )
+        st.caption(
+            "The decoder applied to this item's code"
+            + (" (the posterior mean)" if tm.model.is_variational else "")
+            + ": its reconstruction."
+        )
     else:
-        dims = "xyz"[:x.shape[1]] if x.shape[1] <= 3 else [f"x{k}" for k in range(x.shape[1])]
-        st.dataframe(pd.DataFrame([x[0], rec[0]], index=["original", "decoded code"], columns=list(dims)),
-                     width="stretch")
+        dims = "xyz"[: x.shape[1]] if x.shape[1] <= 3 else [f"x{k}" for k in range(x.shape[1])]
+        st.dataframe(
+            pd.DataFrame([x[0], rec[0]], index=["original", "decoded code"], columns=list(dims)), width="stretch"
+        )
         cloud = as_float(bundle.test.x[:n], bundle)
         if x.shape[1] in (2, 3):
             three = x.shape[1] == 3
             trace = go.Scatter3d if three else go.Scatter
             pts = {"x": 0, "y": 1, "z": 2} if three else {"x": 0, "y": 1}
-            pf = go.Figure([
-                trace(**{k: cloud[:, j] for k, j in pts.items()}, mode="markers", name="test points",
-                      marker={"size": 2 if three else 4, "color": "grey", "opacity": 0.5}),
-                trace(**{k: x[:, j] for k, j in pts.items()}, mode="markers", name="original",
-                      marker={"size": 6 if three else 12, "color": "#00cc96"}),
-                trace(**{k: rec[:, j] for k, j in pts.items()}, mode="markers", name="decoded code",
-                      marker={"size": 6 if three else 12, "color": "#ef553b", "symbol": "x"})])
+            pf = go.Figure(
+                [
+                    trace(
+                        **{k: cloud[:, j] for k, j in pts.items()},
+                        mode="markers",
+                        name="test points",
+                        marker={"size": 2 if three else 4, "color": "grey", "opacity": 0.5},
+                    ),
+                    trace(
+                        **{k: x[:, j] for k, j in pts.items()},
+                        mode="markers",
+                        name="original",
+                        marker={"size": 6 if three else 12, "color": "#00cc96"},
+                    ),
+                    trace(
+                        **{k: rec[:, j] for k, j in pts.items()},
+                        mode="markers",
+                        name="decoded code",
+                        marker={"size": 6 if three else 12, "color": "#ef553b", "symbol": "x"},
+                    ),
+                ]
+            )
             pf.update_layout(template="plotly_dark", height=380, margin={"t": 10, "b": 10, "l": 10, "r": 10})
             st.plotly_chart(pf, key="lat_point")
     st.caption("Code: " + ", ".join(f"{v:.3f}" for v in codes[i][:32]) + (" ..." if d > 32 else ""))

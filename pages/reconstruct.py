@@ -20,8 +20,10 @@ NOISE_SEED = 0  # one noise pattern, so reruns show the same noisy pictures
 CANVAS = 280  # pixels; 10x MNIST's 28, so a brush of ~20 px draws MNIST-thick strokes
 
 st.title("Reconstruct and denoise")
-st.caption("What survives the bottleneck: the model squeezes each picture into its code and draws it "
-           "back. Compare originals with reconstructions, try your own images, add noise, or draw.")
+st.caption(
+    "What survives the bottleneck: the model squeezes each picture into its code and draws it "
+    "back. Compare originals with reconstructions, try your own images, add noise, or draw."
+)
 
 tm = pick_model(kind="image")
 if tm is None:
@@ -58,8 +60,11 @@ def show_result(prepared: np.ndarray, rec: np.ndarray, steps: list[str], origina
     if original is not None:
         a = (np.clip(original, 0, 1) * 255).round().astype(np.uint8)  # (H, W) or (H, W, 3)
         up = max(1, 128 // max(a.shape[:2]))
-        cols[0].image(a.repeat(up, 0).repeat(up, 1), caption=f"original {a.shape[1]}x{a.shape[0]}",
-                      width=min(192, a.shape[1] * up))
+        cols[0].image(
+            a.repeat(up, 0).repeat(up, 1),
+            caption=f"original {a.shape[1]}x{a.shape[0]}",
+            width=min(192, a.shape[1] * up),
+        )
         i = 1
     cols[i].image(to_png_array(prepared, scale), caption=f"model input {shape[2]}x{shape[1]}")
     err = mse(rec, prepared)
@@ -76,12 +81,23 @@ with tab_test:
         st.info("The test images need the model's dataset, which is not available here.", icon="ℹ️")
     else:
         left, right = st.columns([1, 2])
-        n = int(left.number_input("Images", 1, min(50, len(test_x)), min(10, len(test_x)), key="rec_n",
-                                  persist_state="session"))
-        order = right.radio("Which", ["first", "worst", "best"], horizontal=True, key="rec_order",
-                            persist_state="session",
-                            format_func={"first": "First in the test set", "worst": "Worst reconstructed",
-                                         "best": "Best reconstructed"}.get)
+        n = int(
+            left.number_input(
+                "Images", 1, min(50, len(test_x)), min(10, len(test_x)), key="rec_n", persist_state="session"
+            )
+        )
+        order = right.radio(
+            "Which",
+            ["first", "worst", "best"],
+            horizontal=True,
+            key="rec_order",
+            persist_state="session",
+            format_func={
+                "first": "First in the test set",
+                "worst": "Worst reconstructed",
+                "best": "Best reconstructed",
+            }.get,
+        )
         try:
             if order == "first":
                 idx = np.arange(n)
@@ -105,29 +121,37 @@ with tab_test:
                 m3.metric("Test MSE (whole split)", f"{tm.metrics['test_mse']:.4f}")
             labels = bundle.test.labels
             names = bundle.class_names
-            caps = [f"#{i}" + ("" if labels is None else f" · {names[labels[i]] if names else labels[i]}")
-                    for i in idx]
+            caps = [f"#{i}" + ("" if labels is None else f" · {names[labels[i]] if names else labels[i]}") for i in idx]
             st.caption("Originals")
             show_images(test_x[idx], caps, scale=scale)
             st.caption("Reconstructions, with each one's mean squared error")
             show_images(rec, [f"MSE {e:.4f}" for e in errs], scale=scale)
 
 with tab_upload:
-    st.write("Upload one or more pictures of any size and mode. Each is converted to the model's channels, "
-             "resized to its input size and, when it is dark ink on a light page but the model was trained on "
-             "light-on-dark data, inverted.")
-    invert = st.radio("Invert colours", ["auto", "yes", "no"], horizontal=True, key="rec_invert",
-                      persist_state="session",
-                      format_func={"auto": "auto (when the background is light)", "yes": "always",
-                                   "no": "never"}.get)
-    files = st.file_uploader("Images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
-                             key="rec_upload") or []
+    st.write(
+        "Upload one or more pictures of any size and mode. Each is converted to the model's channels, "
+        "resized to its input size and, when it is dark ink on a light page but the model was trained on "
+        "light-on-dark data, inverted."
+    )
+    invert = st.radio(
+        "Invert colours",
+        ["auto", "yes", "no"],
+        horizontal=True,
+        key="rec_invert",
+        persist_state="session",
+        format_func={"auto": "auto (when the background is light)", "yes": "always", "no": "never"}.get,
+    )
+    files = (
+        st.file_uploader(
+            "Images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="rec_upload"
+        )
+        or []
+    )
     for f in files:
         with st.container(border=True):
             st.markdown(f"**{f.name}**")
             try:
-                prep = prepare_image(open_image(f.getvalue(), name=f.name), shape, invert=invert,
-                                     dark_background=dark)
+                prep = prepare_image(open_image(f.getvalue(), name=f.name), shape, invert=invert, dark_background=dark)
                 rec = analysis.reconstruct(tm, prep.array[None])[0]
             except AecoreError as e:
                 show_error(e)
@@ -138,8 +162,9 @@ with tab_noise:
     if test_x is None:
         st.info("Denoising is shown on the test images, which need the model's dataset.", icon="ℹ️")
     else:
-        std = st.slider("Noise level (standard deviation)", 0.0, 1.0, 0.5, 0.05, key="rec_noise",
-                        persist_state="session")
+        std = st.slider(
+            "Noise level (standard deviation)", 0.0, 1.0, 0.5, 0.05, key="rec_noise", persist_state="session"
+        )
         n = min(int(st.session_state.get("rec_n", 10)), len(test_x))
         clean = test_x[:n]
         try:
@@ -152,32 +177,48 @@ with tab_noise:
             gain = None if math.isinf(p_noisy) or math.isinf(p_out) else f"{p_out - p_noisy:+.2f} dB"
             a, b = st.columns(2)
             a.metric("PSNR noisy vs clean", fmt_db(p_noisy))
-            b.metric("PSNR denoised vs clean", fmt_db(p_out), delta=gain,
-                     help="The delta is the gain over the noisy input; higher is better.")
+            b.metric(
+                "PSNR denoised vs clean",
+                fmt_db(p_out),
+                delta=gain,
+                help="The delta is the gain over the noisy input; higher is better.",
+            )
             st.caption("Clean test images")
             show_images(clean, scale=scale)
             st.caption(f"Noisy: x + {std:.2f}·N(0, 1), clipped to [0, 1]")
             show_images(noisy, scale=scale)
             st.caption("Denoised: the model's reconstruction of the noisy images")
-            show_images(denoised, [f"MSE {e:.4f}" for e in ((denoised - clean) ** 2).reshape(n, -1).mean(1)],
-                        scale=scale)
+            show_images(
+                denoised, [f"MSE {e:.4f}" for e in ((denoised - clean) ** 2).reshape(n, -1).mean(1)], scale=scale
+            )
             if not any(k in str(tm.meta.get("preset", "")) for k in ("noise", "denois")):
-                st.caption("This model was trained on clean images; the `gaussian-noise` and `denoising-conv` "
-                           "presets are trained to remove noise.")
+                st.caption(
+                    "This model was trained on clean images; the `gaussian-noise` and `denoising-conv` "
+                    "presets are trained to remove noise."
+                )
 
 with tab_draw:
     try:
         from streamlit_drawable_canvas import st_canvas
     except ImportError:
-        st.info("Drawing needs the `streamlit-drawable-canvas` package: `pip install streamlit-drawable-canvas`.",
-                icon="ℹ️")
+        st.info(
+            "Drawing needs the `streamlit-drawable-canvas` package: `pip install streamlit-drawable-canvas`.", icon="ℹ️"
+        )
     else:
         bg, fg = ("#000000", "#ffffff") if dark else ("#ffffff", "#000000")
         left, right = st.columns([1, 2])
         with left:
             brush = st.slider("Brush width", 5, 50, 22, key="rec_brush", persist_state="session")
-            canvas = st_canvas(stroke_width=brush, stroke_color=fg, background_color=bg, height=CANVAS,
-                               width=CANVAS, drawing_mode="freedraw", return_image_data=True, key="rec_canvas")
+            canvas = st_canvas(
+                stroke_width=brush,
+                stroke_color=fg,
+                background_color=bg,
+                height=CANVAS,
+                width=CANVAS,
+                drawing_mode="freedraw",
+                return_image_data=True,
+                key="rec_canvas",
+            )
         with right:
             data = canvas.image_data
             if data is None or data.ndim != 3:

@@ -20,8 +20,10 @@ LENGTH, VOCAB, OUT_LEN = TASK.input_shape[0], TASK.vocab, TASK.output_len
 JOB_KEY = "seq_job"
 
 st.title("Sequences")
-st.caption("An autoencoder need not copy its input: seed 000's LSTM encoder squeezes a whole sequence into its "
-           "final state, and an LSTM decoder unrolls an answer from that state alone.")
+st.caption(
+    "An autoencoder need not copy its input: seed 000's LSTM encoder squeezes a whole sequence into its "
+    "final state, and an LSTM decoder unrolls an answer from that state alone."
+)
 
 with st.expander("The task (seed 000)", expanded=True):
     st.markdown(f"""
@@ -57,9 +59,15 @@ active = bool(view and view.active)
 def _start() -> None:
     ss = st.session_state
     ss.pop("seq_start_error", None)
-    request = TrainRequest(preset=PRESET, dataset=DATASET, epochs=int(ss["seq_epochs"]),
-                           batch_size=int(ss["seq_batch"]), lr=float(ss["seq_lr"]), limit=int(ss["seq_n"]),
-                           device="auto")
+    request = TrainRequest(
+        preset=PRESET,
+        dataset=DATASET,
+        epochs=int(ss["seq_epochs"]),
+        batch_size=int(ss["seq_batch"]),
+        lr=float(ss["seq_lr"]),
+        limit=int(ss["seq_n"]),
+        device="auto",
+    )
     name = (ss.get("seq_name") or "").strip() or default_name(PRESET, DATASET)
     try:
         new = registry().submit(request, name)
@@ -79,19 +87,30 @@ def _stop() -> None:
 
 with st.form("seq_form"):
     c1, c2, c3, c4 = st.columns(4)
-    c1.number_input("Training sequences", 100, 100_000, 100_000, step=1000, key="seq_n", persist_state="session",
-                    help="The seed trains on 100,000; 5,000 already give a model that is often right.")
+    c1.number_input(
+        "Training sequences",
+        100,
+        100_000,
+        100_000,
+        step=1000,
+        key="seq_n",
+        persist_state="session",
+        help="The seed trains on 100,000; 5,000 already give a model that is often right.",
+    )
     c2.number_input("Epochs", 1, 50, 1, key="seq_epochs", persist_state="session")
     c3.number_input("Batch size", 1, 4096, 32, key="seq_batch", persist_state="session")
-    c4.number_input("Learning rate", 1e-5, 1.0, 1e-3, step=1e-4, format="%.4f", key="seq_lr",
-                    persist_state="session")
+    c4.number_input("Learning rate", 1e-5, 1.0, 1e-3, step=1e-4, format="%.4f", key="seq_lr", persist_state="session")
     st.text_input("Save as", key="seq_name", placeholder=f"automatic: {PRESET}-{DATASET}-HHMMSS")
-    st.form_submit_button("Train in the background", type="primary", on_click=_start, disabled=active,
-                          key="seq_train")
+    st.form_submit_button("Train in the background", type="primary", on_click=_start, disabled=active, key="seq_train")
 if err := st.session_state.get("seq_start_error"):
     st.error(f"Training did not start: {err}", icon="⚠️")
-st.button("Stop", key="seq_stop", on_click=_stop, disabled=not active,
-          help="Stops after the current batch and saves what was trained so far.")
+st.button(
+    "Stop",
+    key="seq_stop",
+    on_click=_stop,
+    disabled=not active,
+    help="Stops after the current batch and saves what was trained so far.",
+)
 
 
 @st.fragment(run_every=1.0 if active else None)
@@ -136,14 +155,18 @@ if view is not None and not active and view.saved_as and st.session_state.get("s
 st.header("2 · Try it")
 tm = pick_model(kind="sequence")
 if tm is None:
-    st.caption(f"Or train one in part 1 above (`{PRESET}` on `{DATASET}`): with 5,000 sequences it takes "
-               "a few seconds on a CPU.")
+    st.caption(
+        f"Or train one in part 1 above (`{PRESET}` on `{DATASET}`): with 5,000 sequences it takes "
+        "a few seconds on a CPU."
+    )
     st.stop()
 cfg = tm.model.config
 length, vocab, out_len = int(cfg.input_shape[0]), int(cfg.vocab), int(cfg.output_len)
 if "sequence_accuracy" in tm.metrics:
-    st.caption(f"On its test set: {tm.metrics['sequence_accuracy']:.1%} of sequences and "
-               f"{tm.metrics['token_accuracy']:.1%} of tokens right.")
+    st.caption(
+        f"On its test set: {tm.metrics['sequence_accuracy']:.1%} of sequences and "
+        f"{tm.metrics['token_accuracy']:.1%} of tokens right."
+    )
 
 
 def _random_example() -> None:
@@ -152,8 +175,11 @@ def _random_example() -> None:
 
 
 left, right = st.columns([4, 1], vertical_alignment="bottom")
-text = left.text_input(f"A sequence of {length} integers from 1 to {vocab - 1} (spaces or commas between them)",
-                       key="seq_input", placeholder="e.g. 12 7 33 4 9 41")
+text = left.text_input(
+    f"A sequence of {length} integers from 1 to {vocab - 1} (spaces or commas between them)",
+    key="seq_input",
+    placeholder="e.g. 12 7 33 4 9 41",
+)
 right.button("🎲 Random example", key="seq_random", on_click=_random_example, width="stretch")
 
 
@@ -161,8 +187,9 @@ def _chips(ids, ok=None, colour="blue") -> str:
     """Tokens as coloured chips; with ``ok``, green ✓ for a right token and red ✗ for a wrong one."""
     if ok is None:
         return " ".join(f":{colour}-background[**{t}**]" for t in ids)
-    return " ".join(f":green-background[**{t}** ✓]" if good else f":red-background[**{t}** ✗]"
-                    for t, good in zip(ids, ok))
+    return " ".join(
+        f":green-background[**{t}** ✓]" if good else f":red-background[**{t}** ✗]" for t, good in zip(ids, ok)
+    )
 
 
 if not (text or "").strip():
@@ -195,8 +222,14 @@ if e2.button("Measure", key="seq_eval", width="stretch"):
     except AecoreError as e:
         show_error(e, "cannot score this model")
     else:
-        st.session_state["seq_eval_result"] = (st.session_state.get(MODEL_KEY), int(n_eval), acc,
-                                               x[:8], target[:8], examples)
+        st.session_state["seq_eval_result"] = (
+            st.session_state.get(MODEL_KEY),
+            int(n_eval),
+            acc,
+            x[:8],
+            target[:8],
+            examples,
+        )
 result = st.session_state.get("seq_eval_result")
 if result and result[0] == st.session_state.get(MODEL_KEY):
     _, n, acc, xs, ts, ps = result
@@ -205,9 +238,17 @@ if result and result[0] == st.session_state.get(MODEL_KEY):
     c2.metric("Tokens right", f"{acc['token_accuracy']:.1%}")
     c3.metric("Chance per token", f"{1 / (vocab - 1):.1%}")
     st.caption(f"{n:,} sequences drawn just now, as the dataset draws them; a few of them:")
-    st.dataframe(pd.DataFrame({"input": [format_tokens(v) for v in xs], "expected": [format_tokens(v) for v in ts],
-                               "predicted": [format_tokens(v) for v in ps],
-                               "right": ["✓" if (p == t).all() else "✗" for p, t in zip(ps, ts)]}),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "input": [format_tokens(v) for v in xs],
+                "expected": [format_tokens(v) for v in ts],
+                "predicted": [format_tokens(v) for v in ps],
+                "right": ["✓" if (p == t).all() else "✗" for p, t in zip(ps, ts)],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
 else:
     st.caption("Press **Measure** to score the model on sequences it has never seen.")

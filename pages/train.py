@@ -41,13 +41,17 @@ POLL_S = LIVE_POLL_S  # the live view refreshes at least this often (and at ever
 JOB_PARAM = "job"
 
 st.title("🏋️ Train")
-st.caption("Pick a preset (a classic experiment) or design your own autoencoder, then watch it learn: "
-           "loss terms, reconstructions and the code update live. Runs keep going if you leave this page.")
+st.caption(
+    "Pick a preset (a classic experiment) or design your own autoencoder, then watch it learn: "
+    "loss terms, reconstructions and the code update live. Runs keep going if you leave this page."
+)
 
 reg = registry()
 if JOB_PARAM in st.query_params and reg.get(st.query_params[JOB_PARAM]) is None:
-    st.warning(f"Run '{st.query_params[JOB_PARAM]}' is not known to this server (it may have restarted); "
-               "its model is in the store if it finished an epoch.")
+    st.warning(
+        f"Run '{st.query_params[JOB_PARAM]}' is not known to this server (it may have restarted); "
+        "its model is in the store if it finished an epoch."
+    )
     del st.query_params[JOB_PARAM]
 job_id = st.query_params.get(JOB_PARAM) or st.session_state.get("tr_job")
 job = reg.get(job_id)
@@ -78,8 +82,12 @@ def _field_widget(f: FieldSpec, key: str):
     if f.type == "float":
         return float(st.number_input(label, value=float(f.default), format="%g", key=key, help=f.help or None))
     if f.type in ("optional_int", "optional_float"):
-        text = st.text_input(label, "" if f.default is None else str(f.default), key=key,
-                             help=(f.help + " " if f.help else "") + "(empty: none)")
+        text = st.text_input(
+            label,
+            "" if f.default is None else str(f.default),
+            key=key,
+            help=(f.help + " " if f.help else "") + "(empty: none)",
+        )
         if not text.strip():
             return None
         try:
@@ -114,8 +122,9 @@ def _start(request: TrainRequest, name: str, resume_from: str | None = None, ove
 # --- the form ---------------------------------------------------------------------------
 form_col, live_col = st.columns([1, 2], gap="large")
 with form_col:
-    mode = st.radio("Start from", ["Preset", "Continue a saved model"], horizontal=True, key="tr_mode",
-                    persist_state="session")
+    mode = st.radio(
+        "Start from", ["Preset", "Continue a saved model"], horizontal=True, key="tr_mode", persist_state="session"
+    )
     request: TrainRequest | None = None
     name = ""
     resume_from = None
@@ -123,10 +132,15 @@ with form_col:
     try:
         if mode == "Preset":
             preset_names = list(PRESETS)
-            preset = st.selectbox("Preset", preset_names, index=preset_names.index("vanilla"), key="tr_preset",
-                                  persist_state="session",
-                                  format_func=lambda n: f"{n}  ({PRESETS[n].seed and 'seed ' + PRESETS[n].seed or 'added'})",
-                                  help="A preset reproduces one experiment of the source tutorials.")
+            preset = st.selectbox(
+                "Preset",
+                preset_names,
+                index=preset_names.index("vanilla"),
+                key="tr_preset",
+                persist_state="session",
+                format_func=lambda n: f"{n}  ({PRESETS[n].seed and 'seed ' + PRESETS[n].seed or 'added'})",
+                help="A preset reproduces one experiment of the source tutorials.",
+            )
             p = PRESETS[preset]
             st.caption(p.summary + (f"  \n{p.notes}" if p.notes else ""))
             kinds = set(p.accepts)
@@ -135,9 +149,13 @@ with form_col:
             if not present:
                 raise ConfigError(f"no dataset for {preset} is present; its data are {', '.join(p.accepts)}.")
             default_ds = p.dataset if p.dataset in present else ("digits" if "digits" in present else present[0])
-            dataset = st.selectbox("Dataset", present, index=present.index(default_ds), key=f"tr_dataset_{preset}",
-                                   help="Built-in datasets need no download; MNIST-like ones appear when their "
-                                        "files are in the data dir.")
+            dataset = st.selectbox(
+                "Dataset",
+                present,
+                index=present.index(default_ds),
+                key=f"tr_dataset_{preset}",
+                help="Built-in datasets need no download; MNIST-like ones appear when their files are in the data dir.",
+            )
             if missing:
                 st.caption(f"Not present here: {', '.join(missing)} (see the Data page for how to add them).")
             bundle = load_bundle(dataset)
@@ -147,32 +165,60 @@ with form_col:
             epochs = int(c1.number_input("Epochs", 1, 10_000, t.epochs, key="tr_epochs"))
             batch = int(c2.number_input("Batch size", 1, 100_000, t.batch_size, key="tr_batch"))
             lr = float(c1.number_input("Learning rate", 1e-6, 10.0, float(t.lr), format="%g", key="tr_lr"))
-            optimizer = c2.selectbox("Optimizer", ["adam", "adamw", "sgd"], index=["adam", "adamw", "sgd"].index(t.optimizer),
-                                     key="tr_opt")
+            optimizer = c2.selectbox(
+                "Optimizer", ["adam", "adamw", "sgd"], index=["adam", "adamw", "sgd"].index(t.optimizer), key="tr_opt"
+            )
             latent_default = getattr(base_cfg, "latent_dim", None)
             latent = None
             if latent_default is not None:
                 latent = int(c1.number_input("Code size", 1, 4096, int(latent_default), key=f"tr_latent_{preset}"))
-            limit = int(c2.number_input("Training items (0: all)", 0, 10_000_000, 0, key="tr_limit",
-                                        help="Train on the first N items only, for a quick try."))
+            limit = int(
+                c2.number_input(
+                    "Training items (0: all)",
+                    0,
+                    10_000_000,
+                    0,
+                    key="tr_limit",
+                    help="Train on the first N items only, for a quick try.",
+                )
+            )
             with st.expander("More training options"):
                 d1, d2 = st.columns(2)
-                patience = int(d1.number_input("Early stopping patience (0: off)", 0, 1000,
-                                               t.early_stopping_patience or 0, key="tr_patience"))
-                schedule = d2.selectbox("LR schedule", ["constant", "cosine"],
-                                        index=["constant", "cosine"].index(t.lr_schedule), key="tr_schedule")
+                patience = int(
+                    d1.number_input(
+                        "Early stopping patience (0: off)", 0, 1000, t.early_stopping_patience or 0, key="tr_patience"
+                    )
+                )
+                schedule = d2.selectbox(
+                    "LR schedule",
+                    ["constant", "cosine"],
+                    index=["constant", "cosine"].index(t.lr_schedule),
+                    key="tr_schedule",
+                )
                 wd = float(d1.number_input("Weight decay", 0.0, 10.0, float(t.weight_decay), format="%g", key="tr_wd"))
-                precision = d2.selectbox("Precision", ["fp32", "bf16"], key="tr_precision",
-                                         help="bf16 is refused with a reason where the hardware lacks fast bf16.")
+                precision = d2.selectbox(
+                    "Precision",
+                    ["fp32", "bf16"],
+                    key="tr_precision",
+                    help="bf16 is refused with a reason where the hardware lacks fast bf16.",
+                )
                 device = d1.selectbox("Device", _devices(), key="tr_device", help=describe_device())
                 seed = int(d2.number_input("Seed", 0, 2**31 - 1, 0, key="tr_seed"))
             custom = None
             with st.expander("Design the architecture (every option of the engine)"):
-                design = st.toggle("Use my own architecture", key="tr_custom",
-                                   help="Start from the preset's model and change any option.")
+                design = st.toggle(
+                    "Use my own architecture",
+                    key="tr_custom",
+                    help="Start from the preset's model and change any option.",
+                )
                 kind_names = [k for k in MODELS if (k == "seq2seq") == (bundle.kind == "sequence")]
-                kind = st.selectbox("Model family", kind_names, index=kind_names.index(base_cfg.kind)
-                                    if base_cfg.kind in kind_names else 0, key=f"tr_kind_{preset}", disabled=not design)
+                kind = st.selectbox(
+                    "Model family",
+                    kind_names,
+                    index=kind_names.index(base_cfg.kind) if base_cfg.kind in kind_names else 0,
+                    key=f"tr_kind_{preset}",
+                    disabled=not design,
+                )
                 start_cfg = base_cfg if kind == base_cfg.kind else None
                 if design:  # the fields are drawn only when used: every run of this page is cheaper
                     values = {}
@@ -185,11 +231,23 @@ with form_col:
                         custom["latent_dim"] = latent
                     n_params = parameter_count(config_from_dict(custom))
                     st.caption(f"{n_params:,} parameters")
-            request = TrainRequest(preset=preset, dataset=dataset, epochs=epochs, batch_size=batch, lr=lr,
-                                   optimizer=optimizer, latent_dim=latent, limit=limit or None, device=device,
-                                   seed=seed, early_stopping_patience=patience or None, precision=precision,
-                                   data_dir=DATA_DIR, model=custom,
-                                   train_overrides={"lr_schedule": schedule, "weight_decay": wd})
+            request = TrainRequest(
+                preset=preset,
+                dataset=dataset,
+                epochs=epochs,
+                batch_size=batch,
+                lr=lr,
+                optimizer=optimizer,
+                latent_dim=latent,
+                limit=limit or None,
+                device=device,
+                seed=seed,
+                early_stopping_patience=patience or None,
+                precision=precision,
+                data_dir=DATA_DIR,
+                model=custom,
+                train_overrides={"lr_schedule": schedule, "weight_decay": wd},
+            )
             request.train_config()  # out-of-range values are reported before the button is pressed
             name_key = f"tr_name_{preset}_{dataset}"
             if name_key not in st.session_state:
@@ -204,11 +262,14 @@ with form_col:
                 st.info("No saved model yet: train one from a preset first.")
             else:
                 current = st.session_state.get(MODEL_KEY)
-                resume_from = st.selectbox("Model", names, index=names.index(current) if current in names else 0,
-                                           key="tr_resume")
+                resume_from = st.selectbox(
+                    "Model", names, index=names.index(current) if current in names else 0, key="tr_resume"
+                )
                 tm = load_model(resume_from)
-                st.caption(f"{tm.meta.get('preset')} on {tm.meta.get('dataset')}, {len(tm.history)} epoch(s) so far; "
-                           "training continues with its optimizer state and is saved under the same name.")
+                st.caption(
+                    f"{tm.meta.get('preset')} on {tm.meta.get('dataset')}, {len(tm.history)} epoch(s) so far; "
+                    "training continues with its optimizer state and is saved under the same name."
+                )
                 c1, c2 = st.columns(2)
                 more = int(c1.number_input("More epochs", 1, 10_000, 5, key="tr_more"))
                 lr_text = c2.text_input("Learning rate (empty: as before)", "", key="tr_resume_lr")
@@ -223,10 +284,16 @@ with form_col:
         request = None
 
     start_col, stop_col = st.columns(2)
-    start_col.button("Train", type="primary", key="tr_start", disabled=request is None or running,
-                     on_click=_start, args=(request, name, resume_from, overwrite), width="stretch")
-    stop_col.button("Stop", key="tr_stop", disabled=not running, on_click=lambda: job and job.stop(),
-                    width="stretch")
+    start_col.button(
+        "Train",
+        type="primary",
+        key="tr_start",
+        disabled=request is None or running,
+        on_click=_start,
+        args=(request, name, resume_from, overwrite),
+        width="stretch",
+    )
+    stop_col.button("Stop", key="tr_stop", disabled=not running, on_click=lambda: job and job.stop(), width="stretch")
     if "tr_error" in st.session_state:
         st.error(st.session_state["tr_error"], icon="⚠️")
 
@@ -245,9 +312,15 @@ def _loss_figure(v: JobView) -> go.Figure:
         fig.add_scatter(x=h["epoch"], y=h["train_loss"], mode="lines+markers", name="train loss (epoch)")
         if "val_loss" in h and h["val_loss"].notna().any():
             fig.add_scatter(x=h["epoch"], y=h["val_loss"], mode="lines+markers", name="validation loss")
-    fig.update_layout(template="plotly_dark", height=320, margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis_title="epoch", yaxis_title="loss", legend=dict(orientation="h", y=-0.25),
-                      title="Loss, every term")
+    fig.update_layout(
+        template="plotly_dark",
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="epoch",
+        yaxis_title="loss",
+        legend=dict(orientation="h", y=-0.25),
+        title="Loss, every term",
+    )
     return fig
 
 
@@ -259,32 +332,59 @@ def _snapshot_views(v: JobView, kind: str) -> None:
     left, right = st.columns(2)
     with left:
         if kind == "image":
-            st.image(enlarge(analysis.recon_grid(snap.originals, snap.reconstructions, n=10)), width="stretch",
-                     output_format="PNG",
-                     caption="validation originals (top) over reconstructions (bottom)")
+            st.image(
+                enlarge(analysis.recon_grid(snap.originals, snap.reconstructions, n=10)),
+                width="stretch",
+                output_format="PNG",
+                caption="validation originals (top) over reconstructions (bottom)",
+            )
         elif kind == "vector":
-            o, r = snap.originals.reshape(len(snap.originals), -1), snap.reconstructions.reshape(len(snap.originals), -1)
-            fig = go.Figure([go.Scatter(x=o[:, 0], y=o[:, 1], mode="markers", name="data", marker=dict(size=4)),
-                             go.Scatter(x=r[:, 0], y=r[:, 1], mode="markers", name="reconstruction",
-                                        marker=dict(size=4))])
-            fig.update_layout(template="plotly_dark", height=300, margin=dict(l=10, r=10, t=30, b=10),
-                              title="data and reconstructions (first two coordinates)")
+            o, r = (
+                snap.originals.reshape(len(snap.originals), -1),
+                snap.reconstructions.reshape(len(snap.originals), -1),
+            )
+            fig = go.Figure(
+                [
+                    go.Scatter(x=o[:, 0], y=o[:, 1], mode="markers", name="data", marker=dict(size=4)),
+                    go.Scatter(x=r[:, 0], y=r[:, 1], mode="markers", name="reconstruction", marker=dict(size=4)),
+                ]
+            )
+            fig.update_layout(
+                template="plotly_dark",
+                height=300,
+                margin=dict(l=10, r=10, t=30, b=10),
+                title="data and reconstructions (first two coordinates)",
+            )
             st.plotly_chart(fig, key="tr_live_points")
         else:
-            rows = [f"{' '.join(map(str, a.astype(int)))} -> {' '.join(map(str, b.astype(int)))}"
-                    for a, b in zip(snap.originals[:5], snap.reconstructions[:5])]
+            rows = [
+                f"{' '.join(map(str, a.astype(int)))} -> {' '.join(map(str, b.astype(int)))}"
+                for a, b in zip(snap.originals[:5], snap.reconstructions[:5])
+            ]
             st.code("\n".join(rows), language=None)
     with right:
         codes = snap.codes.reshape(len(snap.codes), -1)
         if codes.shape[1] >= 1 and len(codes) > 1:
             xy = analysis.project_2d(codes, "pca")
             labels = None if snap.labels is None else snap.labels.astype(str)
-            fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", text=labels,
-                                         marker=dict(size=4, color=None if snap.labels is None else snap.labels,
-                                                     colorscale="Turbo", showscale=False)))
+            fig = go.Figure(
+                go.Scattergl(
+                    x=xy[:, 0],
+                    y=xy[:, 1],
+                    mode="markers",
+                    text=labels,
+                    marker=dict(
+                        size=4, color=None if snap.labels is None else snap.labels, colorscale="Turbo", showscale=False
+                    ),
+                )
+            )
             how = "as is" if codes.shape[1] <= 2 else f"PCA of {codes.shape[1]}-D codes"
-            fig.update_layout(template="plotly_dark", height=300, margin=dict(l=10, r=10, t=30, b=10),
-                              title=f"codes of validation items ({how}), coloured by label")
+            fig.update_layout(
+                template="plotly_dark",
+                height=300,
+                margin=dict(l=10, r=10, t=30, b=10),
+                title=f"codes of validation items ({how}), coloured by label",
+            )
             st.plotly_chart(fig, key="tr_live_codes")
 
 
@@ -302,11 +402,23 @@ def live_panel(job_id: str, was_running: bool) -> None:
         return
     job.touch()
     v = job.view()
-    icon = {"queued": "⏳", "preparing": "⏳", "running": "🔄", "saving": "💾", "done": "✅", "stopped": "⏹️",
-            "early_stopped": "✅", "diverged": "⚠️", "failed": "❌"}.get(v.status, "")
+    icon = {
+        "queued": "⏳",
+        "preparing": "⏳",
+        "running": "🔄",
+        "saving": "💾",
+        "done": "✅",
+        "stopped": "⏹️",
+        "early_stopped": "✅",
+        "diverged": "⚠️",
+        "failed": "❌",
+    }.get(v.status, "")
     st.subheader(f"{icon} {v.name}")
-    st.progress(v.progress, text=f"{v.status}: epoch {v.epoch}/{v.epochs}"
-                + (f", step {v.step}/{v.steps_per_epoch}" if v.status == "running" and v.steps_per_epoch else ""))
+    st.progress(
+        v.progress,
+        text=f"{v.status}: epoch {v.epoch}/{v.epochs}"
+        + (f", step {v.step}/{v.steps_per_epoch}" if v.status == "running" and v.steps_per_epoch else ""),
+    )
     if v.status in ("diverged", "failed"):
         st.error(v.message, icon="⚠️")
     elif v.status == "queued":
@@ -328,8 +440,15 @@ def live_panel(job_id: str, was_running: bool) -> None:
         st.success(f"Saved as '{v.saved_as}'. Explore it:", icon="💾")
         st.session_state[MODEL_KEY] = v.saved_as
         links = st.columns(4)
-        for col, (page, label) in zip(links, [("pages/reconstruct.py", "Reconstruct"), ("pages/latent.py", "Latent space"),
-                                               ("pages/generate.py", "Generate"), ("pages/compare.py", "Compare")]):
+        for col, (page, label) in zip(
+            links,
+            [
+                ("pages/reconstruct.py", "Reconstruct"),
+                ("pages/latent.py", "Latent space"),
+                ("pages/generate.py", "Generate"),
+                ("pages/compare.py", "Compare"),
+            ],
+        ):
             col.page_link(page, label=label)
     if was_running and not v.active:
         st.rerun()  # one full run: re-enable the form and stop polling
@@ -339,17 +458,34 @@ with live_col:
     if job is not None:
         live_panel(job.id, running)
     else:
-        st.info("No run selected. Choose a preset and press **Train**; the run's id goes into the URL, "
-                "so you can reload or come back to it later.", icon="ℹ️")
+        st.info(
+            "No run selected. Choose a preset and press **Train**; the run's id goes into the URL, "
+            "so you can reload or come back to it later.",
+            icon="ℹ️",
+        )
 
     jobs = reg.jobs()
     if jobs:
         with st.expander(f"All runs on this server ({len(jobs)})", expanded=job is None):
-            rows = [{"run": j.id, "model": (v := j.view()).name, "preset": v.preset, "dataset": v.dataset,
-                     "status": v.status, "epoch": f"{v.epoch}/{v.epochs}", "device": v.device} for j in jobs]
+            rows = [
+                {
+                    "run": j.id,
+                    "model": (v := j.view()).name,
+                    "preset": v.preset,
+                    "dataset": v.dataset,
+                    "status": v.status,
+                    "epoch": f"{v.epoch}/{v.epochs}",
+                    "device": v.device,
+                }
+                for j in jobs
+            ]
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-            pick = st.selectbox("Show run", [j.id for j in jobs], key="tr_show",
-                                format_func=lambda i: f"{i} ({reg.get(i).view().name})" if reg.get(i) else i)
+            pick = st.selectbox(
+                "Show run",
+                [j.id for j in jobs],
+                key="tr_show",
+                format_func=lambda i: f"{i} ({reg.get(i).view().name})" if reg.get(i) else i,
+            )
             if st.button("Show", key="tr_show_btn"):
                 st.session_state["tr_job"] = pick
                 st.query_params[JOB_PARAM] = pick

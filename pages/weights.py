@@ -29,8 +29,10 @@ def conv_layers(model: nn.Module) -> list[nn.Conv2d]:
 
 
 st.title("Weights")
-st.caption("What the first layer of an image model looks for: each unit's input weights drawn as a picture. "
-           "Models of points or sequences are not listed here: their weights have no image shape.")
+st.caption(
+    "What the first layer of an image model looks for: each unit's input weights drawn as a picture. "
+    "Models of points or sequences are not listed here: their weights have no image shape."
+)
 
 tm = pick_model(kind="image")
 if tm is None:
@@ -38,8 +40,11 @@ if tm is None:
 shape = tuple(tm.model.config.input_shape)
 weight = tm.model.first_layer_weight()
 if weight is None or len(shape) != 3:
-    st.info("This page needs a model of image data whose first layer reads the pixels "
-            "(a dense or convolutional autoencoder).", icon="ℹ️")
+    st.info(
+        "This page needs a model of image data whose first layer reads the pixels "
+        "(a dense or convolutional autoencoder).",
+        icon="ℹ️",
+    )
     st.stop()
 weight = weight.detach().cpu()
 conv = weight.ndim == 4
@@ -51,8 +56,9 @@ if units > 1:
     top = min(units, 400)
     if st.session_state.get("w_tiles", 0) > top:  # a value kept from a model with more units
         st.session_state["w_tiles"] = top
-    n = st.slider("Filters to draw" if conv else "Units to draw", 1, top, min(units, 100), key="w_tiles",
-                  persist_state="session")
+    n = st.slider(
+        "Filters to draw" if conv else "Units to draw", 1, top, min(units, 100), key="w_tiles", persist_state="session"
+    )
 else:
     n = 1
 try:
@@ -63,23 +69,30 @@ except AecoreError as e:
 k = weight.shape[-1]
 if conv:
     channels = "its RGB input" if weight.shape[1] == 3 else f"its {weight.shape[1]} input channel(s), averaged"
-    text = (f"{n} of {units} first-layer filters, each {k}×{k} over {channels}, enlarged. A filter slides "
-            "across the image and responds where the local pattern matches it: bright cells are positive "
-            "weights, dark cells negative, so a filter with a bright line beside a dark one detects an edge.")
+    text = (
+        f"{n} of {units} first-layer filters, each {k}×{k} over {channels}, enlarged. A filter slides "
+        "across the image and responds where the local pattern matches it: bright cells are positive "
+        "weights, dark cells negative, so a filter with a bright line beside a dark one detects an edge."
+    )
 else:
-    text = (f"{n} of {units} hidden units. Each tile is one unit's {C * H * W} input weights reshaped to the "
-            f"{H}×{W} image: bright pixels push the unit up, dark pixels push it down, so a tile shows the "
-            "strokes that unit responds to. Each tile is scaled to its own range.")
+    text = (
+        f"{n} of {units} hidden units. Each tile is one unit's {C * H * W} input weights reshaped to the "
+        f"{H}×{W} image: bright pixels push the unit up, dark pixels push it down, so a tile shows the "
+        "strokes that unit responds to. Each tile is scaled to its own range."
+    )
 st.image(enlarge(sheet), caption=text, output_format="PNG")
 
 convs = conv_layers(tm.model) if conv else []
 if len(convs) > 1 and st.checkbox("Also show the second layer's filters", key="w_second", persist_state="session"):
     w2 = convs[1].weight.detach().cpu()
     sheet2 = analysis.weight_tiles(w2, shape, max_tiles=400, min_tile=24)
-    st.image(enlarge(sheet2), output_format="PNG",
-             caption=f"{len(w2)} second-layer filters, {w2.shape[-1]}×{w2.shape[-1]}, each averaged over its "
-                     f"{w2.shape[1]} input channels (the first layer's feature maps), so only a rough picture "
-                     "of what they combine.")
+    st.image(
+        enlarge(sheet2),
+        output_format="PNG",
+        caption=f"{len(w2)} second-layer filters, {w2.shape[-1]}×{w2.shape[-1]}, each averaged over its "
+        f"{w2.shape[1]} input channels (the first layer's feature maps), so only a rough picture "
+        "of what they combine.",
+    )
 
 st.subheader("Spread of the weights, layer by layer")
 fig = go.Figure()
@@ -88,13 +101,28 @@ for name, module in tm.model.named_modules():
         values = module.weight.detach().cpu().numpy().ravel()
         # Binned here: a million raw weights would make a 20 MB chart.
         density, edges = np.histogram(values, bins=60, density=True)
-        fig.add_trace(go.Scatter(x=(edges[:-1] + edges[1:]) / 2, y=density, mode="lines", line_shape="hvh",
-                                 name=f"{name} {tuple(module.weight.shape)}"))
-fig.update_layout(template="plotly_dark", xaxis_title="weight", yaxis_title="density", height=360,
-                  legend=dict(orientation="h", y=-0.25), margin=dict(t=20))
+        fig.add_trace(
+            go.Scatter(
+                x=(edges[:-1] + edges[1:]) / 2,
+                y=density,
+                mode="lines",
+                line_shape="hvh",
+                name=f"{name} {tuple(module.weight.shape)}",
+            )
+        )
+fig.update_layout(
+    template="plotly_dark",
+    xaxis_title="weight",
+    yaxis_title="density",
+    height=360,
+    legend=dict(orientation="h", y=-0.25),
+    margin=dict(t=20),
+)
 st.plotly_chart(fig, width="stretch", key="w_hist")
-st.caption("Each line is a histogram of one layer's weights (normalised, so layers of any size compare). "
-           "Weights still near their random start stay in a narrow band; trained ones spread out.")
+st.caption(
+    "Each line is a histogram of one layer's weights (normalised, so layers of any size compare). "
+    "Weights still near their random start stay in a narrow band; trained ones spread out."
+)
 
 st.subheader("How active is each code unit?")
 bundle = model_bundle(tm)
@@ -106,6 +134,11 @@ if bundle is not None:
     c1.metric("Code units", codes.shape[1])
     c2.metric("Constant (dead) units", dead, help="units whose value never changes over the test items")
     bars = go.Figure(go.Bar(x=np.arange(len(mean)), y=mean, error_y=dict(type="data", array=std)))
-    bars.update_layout(template="plotly_dark", xaxis_title="code unit", yaxis_title="mean ± std over test items",
-                       height=300, margin=dict(t=20))
+    bars.update_layout(
+        template="plotly_dark",
+        xaxis_title="code unit",
+        yaxis_title="mean ± std over test items",
+        height=300,
+        margin=dict(t=20),
+    )
     st.plotly_chart(bars, width="stretch", key="w_codes")

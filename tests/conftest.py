@@ -21,8 +21,7 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("AECORE_TEST_DATA_DIR")
-                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED_DATA = Path(os.environ.get("AECORE_TEST_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @contextlib.contextmanager
@@ -70,17 +69,21 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist_dir(data_dir) -> Path:
     if not (data_dir / "MNIST" / "raw").is_dir():
-        pytest.skip(f"{data_dir / 'MNIST' / 'raw'} is absent: set AECORE_TEST_DATA_DIR to a folder "
-                    "holding MNIST/raw/*-ubyte.gz to run the MNIST tests.")
+        pytest.skip(
+            f"{data_dir / 'MNIST' / 'raw'} is absent: set AECORE_TEST_DATA_DIR to a folder "
+            "holding MNIST/raw/*-ubyte.gz to run the MNIST tests."
+        )
     return data_dir
 
 
-def run_python(args: list[str], env: dict | None = None, timeout: float = 120, cwd: Path = REPO,
-               **kw) -> subprocess.CompletedProcess:
+def run_python(
+    args: list[str], env: dict | None = None, timeout: float = 120, cwd: Path = REPO, **kw
+) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` with the project's interpreter from the repository root."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 # --- the dashboard ---------------------------------------------------------------------
@@ -109,8 +112,9 @@ def page_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("page_store")
     store = ModelStore(root)
     for name, (preset, dataset, epochs, limit, latent) in PAGE_MODELS.items():
-        tm, result, _ = train(TrainRequest(preset=preset, dataset=dataset, epochs=epochs, limit=limit,
-                                           latent_dim=latent, device="cpu"))
+        tm, result, _ = train(
+            TrainRequest(preset=preset, dataset=dataset, epochs=epochs, limit=limit, latent_dim=latent, device="cpu")
+        )
         assert result.ok, (name, result.message)
         store.save(name, tm)
     return root

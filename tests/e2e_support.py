@@ -26,14 +26,22 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 # The README's pictures are retaken with AECORE_SCREENSHOTS_DIR=docs/screenshots; an
 # ordinary test run writes them to a temporary folder, leaving the checkout clean.
-SCREENSHOTS = Path(os.environ.get("AECORE_SCREENSHOTS_DIR")
-                   or Path(tempfile.gettempdir()) / "aecore-e2e-screenshots").resolve()
+SCREENSHOTS = Path(
+    os.environ.get("AECORE_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "aecore-e2e-screenshots"
+).resolve()
 VIEWPORT = {"width": 1400, "height": 900}
 
 # Debian's chromium (`.ci/run` installs it with apt); Playwright's own browser
 # download (`playwright install`) is never used.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
@@ -85,9 +93,23 @@ def streamlit_server(store: Path, workdir: Path, start_timeout: float = 60, env:
     port = free_port()
     log = workdir / "streamlit.log"
     env = {**os.environ, "AECORE_STORE": str(store), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(proc, f"http://127.0.0.1:{port}", log)
@@ -133,9 +155,11 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     While a fragment polls, the script state flips on every poll: there, wait on
     content with ``expect`` instead."""
     page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for(
-        state="attached", timeout=timeout)
+        state="attached", timeout=timeout
+    )
     page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(
-        state="attached", timeout=timeout)
+        state="attached", timeout=timeout
+    )
 
 
 def image_pixels(page, img_locator) -> np.ndarray:
@@ -159,7 +183,8 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     height = page.evaluate(
         "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer], body')]"
-        ".map(e => e.scrollHeight))")
+        ".map(e => e.scrollHeight))"
+    )
     page.set_viewport_size({"width": VIEWPORT["width"], "height": int(min(max(height, VIEWPORT["height"]), 4000))})
     try:
         page.wait_for_timeout(500)  # let charts re-layout to the new size

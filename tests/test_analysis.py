@@ -324,7 +324,7 @@ def test_weight_tiles_dense_mnist_layout(rng):
     img = an.weight_tiles(w, (1, 28, 28), pad=1)
     assert img.dtype == np.uint8 and img.shape == (8 * 28 + 9, 8 * 28 + 9)
     # unit 9 sits at row 1, column 1, scaled to its own min..max
-    tile = img[1 + 29:1 + 29 + 28, 1 + 29:1 + 29 + 28]
+    tile = img[1 + 29 : 1 + 29 + 28, 1 + 29 : 1 + 29 + 28]
     u = w[9].numpy().reshape(28, 28)
     np.testing.assert_array_equal(tile, np.rint((u - u.min()) / (u.max() - u.min()) * 255).astype(np.uint8))
     assert an.weight_tiles(w, (1, 28, 28), max_tiles=10, cols=5).shape == (2 * 28 + 3, 5 * 28 + 6)
@@ -371,13 +371,11 @@ def test_trained_model_scores_noise_as_anomalous():
     tm = make_tm(cfg)
     x = bundle.test.x
     before = an.per_item_errors(tm, x).mean()
-    Trainer(TrainConfig(epochs=15, batch_size=64, lr=3e-3, device="cpu", seed=0)).fit(
-        tm.model, bundle, tm.normaliser)
+    Trainer(TrainConfig(epochs=15, batch_size=64, lr=3e-3, device="cpu", seed=0)).fit(tm.model, bundle, tm.normaliser)
     err = an.per_item_errors(tm, x)
     assert err.mean() < 0.5 * before
     assert an.psnr(err.mean()) > an.psnr(before)
     noise = np.random.default_rng(1).random((len(x), *bundle.sample_shape), dtype=np.float32)
     assert np.median(an.per_item_errors(tm, noise)) > np.percentile(err, 95)
-    acc = an.linear_probe(an.encode(tm, bundle.train.x), bundle.train.labels,
-                          an.encode(tm, x), bundle.test.labels)
+    acc = an.linear_probe(an.encode(tm, bundle.train.x), bundle.train.labels, an.encode(tm, x), bundle.test.labels)
     assert acc > 0.5  # ten classes: chance is 0.1

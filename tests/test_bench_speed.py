@@ -14,8 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_speed_bench_quick_run_writes_its_table_and_json(tmp_path):
     out = tmp_path / "results"
-    cmd = [sys.executable, str(ROOT / "bench" / "speed.py"), "--quick", "--presets", "vanilla", "--n", "2000",
-           "--skip", "pythae", "quality", "gemm", "--no-ompdefault", "--threads", "1", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "speed.py"),
+        "--quick",
+        "--presets",
+        "vanilla",
+        "--n",
+        "2000",
+        "--skip",
+        "pythae",
+        "quality",
+        "gemm",
+        "--no-ompdefault",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((out / "speed-quick-latest.json").read_text())

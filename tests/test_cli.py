@@ -29,8 +29,20 @@ from aecore.cli import main
 from aecore.data import load_dataset
 from aecore.presets import PRESETS
 
-REQUIRED_PRESETS = ["deep-dense", "seq2seq-lstm", "vae-mlp", "basic-softplus", "gaussian-noise", "sparse-kl",
-                    "vanilla", "multilayer", "conv", "sparse-l1", "denoising-conv", "manifold-1d"]
+REQUIRED_PRESETS = [
+    "deep-dense",
+    "seq2seq-lstm",
+    "vae-mlp",
+    "basic-softplus",
+    "gaussian-noise",
+    "sparse-kl",
+    "vanilla",
+    "multilayer",
+    "conv",
+    "sparse-l1",
+    "denoising-conv",
+    "manifold-1d",
+]
 
 # User mistakes: each must give exit code != 0, one `error:` line, no traceback.
 ERRORS = {
@@ -47,15 +59,21 @@ ERRORS = {
 
 
 def aecore_process(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aecore", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "aecore", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    p = {"store": root / "store", "empty": root / "empty", "out": root / "out", "png": root / "digit.png",
-         "txt": root / "notes.txt"}
+    p = {
+        "store": root / "store",
+        "empty": root / "empty",
+        "out": root / "out",
+        "png": root / "digit.png",
+        "txt": root / "notes.txt",
+    }
     p["empty"].mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((20, 30)) * 255).astype(np.uint8), "L").save(p["png"])  # any size, any mode
@@ -75,13 +93,32 @@ def runs(paths, data_dir):
         **{f"error:{k}": [a.format(**fill) for a in ERRORS[k]] for k in ("lr-abc", "mnist-missing")},
     }
     if (data_dir / "MNIST" / "raw").is_dir():
-        first["train_mnist"] = ["train", "--preset", "vanilla", "--dataset", "mnist", "--data-dir", str(data_dir),
-                                "--epochs", "1", "--limit", "2000", "--json", "--name", "mnist1"]
+        first["train_mnist"] = [
+            "train",
+            "--preset",
+            "vanilla",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(data_dir),
+            "--epochs",
+            "1",
+            "--limit",
+            "2000",
+            "--json",
+            "--name",
+            "mnist1",
+        ]
     with ThreadPoolExecutor(4) as pool:
         futures = {name: pool.submit(aecore_process, args, env) for name, args in first.items()}
         # meanwhile, the VAE trains in this process (same code path, without another torch import)
-        out = {"train_vae": main_in_process(["train", "--preset", "vae-mlp", "--dataset", "digits", "--epochs", "2",
-                                             "--json", "--name", "vae1"], None, paths["store"])}
+        out = {
+            "train_vae": main_in_process(
+                ["train", "--preset", "vae-mlp", "--dataset", "digits", "--epochs", "2", "--json", "--name", "vae1"],
+                None,
+                paths["store"],
+            )
+        }
         train = futures["train"].result()
         try:
             k = json.loads(train.stdout)["latent_dim"]
@@ -176,8 +213,9 @@ def test_train_json_summary_and_saved_model(runs, paths):
 
 
 def test_training_an_existing_name_needs_overwrite(runs, paths, capsys):
-    r = main_in_process(["train", "--preset", "vanilla", "--dataset", "digits", "--epochs", "1", "--name", "v1"],
-                        capsys, paths["store"])
+    r = main_in_process(
+        ["train", "--preset", "vanilla", "--dataset", "digits", "--epochs", "1", "--name", "v1"], capsys, paths["store"]
+    )
     assert "exists" in assert_one_error_line(r)
     r = main_in_process(["models"], capsys, paths["store"])
     assert r.returncode == 0 and "v1" in r.stdout and "vae1" in r.stdout
@@ -229,8 +267,9 @@ def test_reconstruct_a_non_image_fails_cleanly(runs, paths, capsys):
 
 
 def test_generate_writes_a_png(runs, paths, capsys):
-    r = main_in_process(["generate", "v1", f"--z={runs['_z']}", "--out", str(paths["out"] / "gen" / "g.png")],
-                        capsys, paths["store"])
+    r = main_in_process(
+        ["generate", "v1", f"--z={runs['_z']}", "--out", str(paths["out"] / "gen" / "g.png")], capsys, paths["store"]
+    )
     assert r.returncode == 0, r.stderr
     with Image.open(paths["out"] / "gen" / "g.png") as img:
         assert img.format == "PNG" and img.size[0] == img.size[1]
@@ -243,8 +282,9 @@ def test_generate_with_the_wrong_number_of_values(runs, paths, capsys):
     line = assert_one_error_line(r)
     assert str(k) in line and str(k + 1) in line
     for z in (",".join(["nan"] * k), "a,b"):
-        assert_one_error_line(main_in_process(["generate", "v1", f"--z={z}", "--out", str(bad)], capsys,
-                                              paths["store"]))
+        assert_one_error_line(
+            main_in_process(["generate", "v1", f"--z={z}", "--out", str(bad)], capsys, paths["store"])
+        )
     assert not bad.exists()
 
 
@@ -301,7 +341,10 @@ def test_download_without_torchvision_says_what_to_do(paths, capsys, tmp_path):
     except Exception:
         pass
     empty = tmp_path / "nodata"
-    r = main_in_process(["train", "--preset", "vanilla", "--dataset", "mnist", "--data-dir", str(empty),
-                         "--download"], capsys, tmp_path / "store")
+    r = main_in_process(
+        ["train", "--preset", "vanilla", "--dataset", "mnist", "--data-dir", str(empty), "--download"],
+        capsys,
+        tmp_path / "store",
+    )
     line = assert_one_error_line(r)
     assert "torchvision" in line and str(empty / "MNIST" / "raw") in line

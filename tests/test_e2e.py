@@ -147,7 +147,9 @@ def test_train_a_preset_to_completion_and_reattach(page, server, console, flow):
         page.get_by_role("button", name="Train", exact=True).click()
         progress = page.get_by_text(f"done: epoch {EPOCHS}/{EPOCHS}").first  # a fragment rerun may briefly show two
         expect(progress).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
-        saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved as").first  # a fragment rerun may briefly show two
+        saved = (
+            page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved as").first
+        )  # a fragment rerun may briefly show two
         expect(saved).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
         flow["model"] = re.search(r"Saved as '([^']+)'", saved.inner_text()).group(1)
         match = re.search(r"[?&]job=([\w-]+)", page.url)
@@ -184,7 +186,8 @@ def test_upload_an_image_and_see_its_reconstruction(page, server, console, flow)
         expect(page.locator(".st-key-_pick_model_name input")).to_have_value(flow["model"])
         page.get_by_role("tab", name=re.compile("Upload")).click()
         page.locator(".st-key-rec_upload input[type='file']").set_input_files(
-            files=[{"name": "seven.png", "mimeType": "image/png", "buffer": digit_png()}])
+            files=[{"name": "seven.png", "mimeType": "image/png", "buffer": digit_png()}]
+        )
         result = page.get_by_role("tabpanel", name=re.compile("Upload"))
         expect(result.get_by_text("seven.png", exact=True)).to_be_visible()
         rec = result.get_by_test_id("stImage").filter(has_text="reconstruction")
@@ -247,13 +250,19 @@ def test_move_a_latent_slider_and_see_the_decoded_image_change(page, server, con
         change = np.abs(after.astype(int) - before.astype(int))
         assert change.max() > 0 and change.mean() > 0.1, (
             f"the decoded image barely changed when the slider moved from {start} to "
-            f"{slider.input_value()}: mean |change| {change.mean():.3f}")
+            f"{slider.input_value()}: mean |change| {change.mean():.3f}"
+        )
         no_exception(page)
         screenshot(page, "generate")
 
 
-OTHER_PAGES = [("/data", "Data", "data"), ("/weights", "Weights", "weights"), ("/anomalies", "Anomalies", "anomalies"),
-               ("/compare", "Compare", "compare"), ("/sequences", "Sequences", "sequences")]
+OTHER_PAGES = [
+    ("/data", "Data", "data"),
+    ("/weights", "Weights", "weights"),
+    ("/anomalies", "Anomalies", "anomalies"),
+    ("/compare", "Compare", "compare"),
+    ("/sequences", "Sequences", "sequences"),
+]
 
 
 @pytest.mark.parametrize(("path", "title", "shot"), OTHER_PAGES, ids=[s for _, _, s in OTHER_PAGES])

@@ -142,18 +142,21 @@ def test_three_rows_give_one_item_per_split_and_two_are_refused(tmp_path):
         load_csv(write_csv(tmp_path / "two.csv", pixel_header(64), rows[:2]))
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("", "bad.csv is empty"),
-    ("label,pixel1,pixel2\n", "no data rows"),
-    ("1,2,3\n4,5,6\n", "no header row"),
-    ("label,pixel1,pixel2\n1,2,3\n1,2\n1,2,3\n", "line 3 has 2 values but the header has 3"),
-    ("label,pixel1,pixel2\n1,2,3\n1,abc,3\n1,2,3\n", "line 3, column 2 holds 'abc'"),
-    ("label,pixel1,pixel2\n1,2,3\n1,2,3\n1,,3\n", "line 4, column 2 is empty"),
-    ("label,pixel1,pixel2\n1,2,3\n1,2,nan\n1,2,3\n", r"line 3, column 3 \('pixel2'\) is NaN"),
-    ("label,pixel1,pixel2\n1,2,3\n1,-1,3\n1,2,3\n", "line 3, column 'pixel1' holds -1, outside"),
-    ("label,pixel1,pixel2\n1,2,3\n\n1,2,3\n1,2,300\n", "line 5, column 'pixel2' holds 300"),
-    ("label,pixel1,pixel2\n1,2,3\n1.5,2,3\n1,2,3\n", "line 3 has label 1.5, but labels must be"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "bad.csv is empty"),
+        ("label,pixel1,pixel2\n", "no data rows"),
+        ("1,2,3\n4,5,6\n", "no header row"),
+        ("label,pixel1,pixel2\n1,2,3\n1,2\n1,2,3\n", "line 3 has 2 values but the header has 3"),
+        ("label,pixel1,pixel2\n1,2,3\n1,abc,3\n1,2,3\n", "line 3, column 2 holds 'abc'"),
+        ("label,pixel1,pixel2\n1,2,3\n1,2,3\n1,,3\n", "line 4, column 2 is empty"),
+        ("label,pixel1,pixel2\n1,2,3\n1,2,nan\n1,2,3\n", r"line 3, column 3 \('pixel2'\) is NaN"),
+        ("label,pixel1,pixel2\n1,2,3\n1,-1,3\n1,2,3\n", "line 3, column 'pixel1' holds -1, outside"),
+        ("label,pixel1,pixel2\n1,2,3\n\n1,2,3\n1,2,300\n", "line 5, column 'pixel2' holds 300"),
+        ("label,pixel1,pixel2\n1,2,3\n1.5,2,3\n1,2,3\n", "line 3 has label 1.5, but labels must be"),
+    ],
+)
 def test_csv_errors_name_the_line_and_column(tmp_path, text, fragment):
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -201,18 +204,21 @@ def test_read_idx_big_endian_int_and_float(tmp_path):
     np.testing.assert_array_equal(got, floats)
 
 
-@pytest.mark.parametrize("mutate, fragment", [
-    (lambda b: b"\x01\x02" + b[2:], "is not an IDX file: it starts with bytes 01 02 08"),
-    (lambda b: b[:2] + b"\x07" + b[3:], "is not an IDX file"),
-    (lambda b: b[:3] + b"\x05" + b[4:], "declares 5 dimensions"),
-    (lambda b: b[:10], "truncated inside its header"),
-    (lambda b: b[:-5], r"truncated: its header declares shape \(4, 3, 2\)"),
-    (lambda b: b + b"\x00", "more data than the 24 bytes"),
-    (lambda b: b[:4] + struct.pack(">3I", 4, 3, 3) + b[16:], "truncated"),
-    (lambda b: b[:4] + struct.pack(">3I", 4, 0, 2) + b[16:], "dimension of size 0"),
-    (lambda b: b[:4] + struct.pack(">3I", 70000, 70000, 70000) + b[16:], "more than the limit"),
-    (lambda b: b[:2], "too short to be an IDX file"),
-])
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda b: b"\x01\x02" + b[2:], "is not an IDX file: it starts with bytes 01 02 08"),
+        (lambda b: b[:2] + b"\x07" + b[3:], "is not an IDX file"),
+        (lambda b: b[:3] + b"\x05" + b[4:], "declares 5 dimensions"),
+        (lambda b: b[:10], "truncated inside its header"),
+        (lambda b: b[:-5], r"truncated: its header declares shape \(4, 3, 2\)"),
+        (lambda b: b + b"\x00", "more data than the 24 bytes"),
+        (lambda b: b[:4] + struct.pack(">3I", 4, 3, 3) + b[16:], "truncated"),
+        (lambda b: b[:4] + struct.pack(">3I", 4, 0, 2) + b[16:], "dimension of size 0"),
+        (lambda b: b[:4] + struct.pack(">3I", 70000, 70000, 70000) + b[16:], "more than the limit"),
+        (lambda b: b[:2], "too short to be an IDX file"),
+    ],
+)
 def test_idx_errors(tmp_path, mutate, fragment):
     good = idx_bytes(np.zeros((4, 3, 2), np.uint8))
     path = tmp_path / "bad-images-idx3-ubyte"
@@ -242,8 +248,9 @@ def test_raw_dataset_layout_and_missing_files(tmp_path):
     write_idx(raw / "train-images-idx3-ubyte.gz", np.ones((4, 28, 28), np.uint8), gz=True)
     write_idx(raw / "train-labels-idx1-ubyte", np.arange(4, dtype=np.uint8))
     write_idx(raw / "t10k-images-idx3-ubyte", np.ones((2, 28, 28), np.uint8))
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte .* is missing from .*--data-dir"
-                                        ".*AECORE_DATA_DIR.*--download"):
+    with pytest.raises(
+        DataError, match="t10k-labels-idx1-ubyte .* is missing from .*--data-dir.*AECORE_DATA_DIR.*--download"
+    ):
         read_raw_dataset(tmp_path, "Toy")
     write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.arange(3, dtype=np.uint8), gz=True)
     with pytest.raises(DataError, match="2 test images but 3 labels"):
@@ -253,15 +260,16 @@ def test_raw_dataset_layout_and_missing_files(tmp_path):
     assert d["train_x"].shape == (4, 28, 28) and d["test_y"].dtype == np.int64
 
 
-SHARED_DATA = Path(os.environ.get("AECORE_TEST_DATA_DIR")
-                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED_DATA = Path(os.environ.get("AECORE_TEST_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.mark.parametrize("folder", ["MNIST", "FashionMNIST"])
 def test_shared_raw_datasets(folder):
     if not (SHARED_DATA / folder / "raw").is_dir():
-        pytest.skip(f"{SHARED_DATA / folder / 'raw'} is absent (set AECORE_TEST_DATA_DIR to a "
-                    f"folder holding MNIST/raw and FashionMNIST/raw)")
+        pytest.skip(
+            f"{SHARED_DATA / folder / 'raw'} is absent (set AECORE_TEST_DATA_DIR to a "
+            f"folder holding MNIST/raw and FashionMNIST/raw)"
+        )
     d = read_raw_dataset(SHARED_DATA, folder)
     assert d["train_x"].shape == (60000, 28, 28) and d["train_x"].dtype == np.uint8
     assert d["test_x"].shape == (10000, 28, 28)
@@ -309,29 +317,39 @@ def test_npz_channels_first_rgba_and_minmax(tmp_path):
 
 
 def test_npz_vectors_keras_split_and_text_labels(tmp_path):
-    np.savez(tmp_path / "v.npz", data=np.linspace(-5, 5, 30).reshape(10, 3),
-             y=np.array(list("abcab") * 2))
+    np.savez(tmp_path / "v.npz", data=np.linspace(-5, 5, 30).reshape(10, 3), y=np.array(list("abcab") * 2))
     b = load_npz(tmp_path / "v.npz")
     assert b.kind == "vector" and b.class_names == ["a", "b", "c"]
     assert split_rows(b).min() == pytest.approx(-5)  # vectors keep their range
 
-    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((8, 3, 3), np.uint8),
-             y_train=np.arange(8), x_test=np.ones((2, 3, 3), np.uint8), y_test=[8, 9])
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=np.zeros((8, 3, 3), np.uint8),
+        y_train=np.arange(8),
+        x_test=np.ones((2, 3, 3), np.uint8),
+        y_test=[8, 9],
+    )
     b = load_npz(tmp_path / "mnist.npz")
     assert len(b.test) == 2 and list(b.test.labels) == [8, 9]
     assert (len(b.train), len(b.val)) == (7, 1)
 
 
-@pytest.mark.parametrize("arrays, fragment", [
-    ({"x": np.array([{"a": 1}, None, 3], dtype=object)}, r"v.npz\[x\] holds an object array, "
-                                                         "which is refused because loading"),
-    ({"x": np.array([[0.1, np.nan]] * 3)}, "contains NaN or infinite values"),
-    ({"x": np.zeros((3, 2, 2, 7))}, r"shape \(3, 2, 2, 7\), but \(N, H, W\)"),
-    ({"x": np.zeros(5)}, r"shape \(5,\)"),
-    ({"a": np.zeros((3, 2)), "b": np.zeros((3, 2))}, r"holds arrays \['a', 'b'\] and none is"),
-    ({"x": np.zeros((3, 2)), "y": np.array([0.5, 1, 2])}, "not all whole numbers"),
-    ({"x": np.zeros((3, 2)), "y": np.array([0, 1])}, r"have shape \(2,\), but one label per item"),
-])
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        (
+            {"x": np.array([{"a": 1}, None, 3], dtype=object)},
+            r"v.npz\[x\] holds an object array, "
+            "which is refused because loading",
+        ),
+        ({"x": np.array([[0.1, np.nan]] * 3)}, "contains NaN or infinite values"),
+        ({"x": np.zeros((3, 2, 2, 7))}, r"shape \(3, 2, 2, 7\), but \(N, H, W\)"),
+        ({"x": np.zeros(5)}, r"shape \(5,\)"),
+        ({"a": np.zeros((3, 2)), "b": np.zeros((3, 2))}, r"holds arrays \['a', 'b'\] and none is"),
+        ({"x": np.zeros((3, 2)), "y": np.array([0.5, 1, 2])}, "not all whole numbers"),
+        ({"x": np.zeros((3, 2)), "y": np.array([0, 1])}, r"have shape \(2,\), but one label per item"),
+    ],
+)
 def test_npz_errors(tmp_path, arrays, fragment):
     np.savez(tmp_path / "v.npz", **arrays)
     with pytest.raises(DataError, match=fragment):
@@ -379,10 +397,8 @@ def test_palette_with_transparency():
 def test_rgba_half_alpha_and_cmyk_and_ycbcr():
     rgba = one_pixel("RGBA", (0, 0, 0, 128))
     np.testing.assert_allclose(image_to_array(rgba), [[1 - 128 / 255]], rtol=1e-6)
-    np.testing.assert_allclose(image_to_array(one_pixel("RGBA", (255, 0, 0, 255)), "RGB"),
-                               [[[1, 0, 0]]])
-    np.testing.assert_allclose(image_to_array(one_pixel("CMYK", (255, 0, 0, 0)), "RGB"),
-                               [[[0, 1, 1]]])
+    np.testing.assert_allclose(image_to_array(one_pixel("RGBA", (255, 0, 0, 255)), "RGB"), [[[1, 0, 0]]])
+    np.testing.assert_allclose(image_to_array(one_pixel("CMYK", (255, 0, 0, 0)), "RGB"), [[[0, 1, 1]]])
     np.testing.assert_allclose(image_to_array(one_pixel("CMYK", (0, 0, 0, 0))), [[1.0]])
     ycc = one_pixel("RGB", (200, 200, 200)).convert("YCbCr")
     np.testing.assert_allclose(image_to_array(ycc), [[200 / 255]], atol=2 / 255)
@@ -489,8 +505,9 @@ def test_folder_without_classes_gray_and_skips_broken(tmp_path):
 
 def test_folder_with_nothing_readable(tmp_path):
     (tmp_path / "a.png").write_text("x")
-    with pytest.raises(DataError, match="none of the 1 images in .* could be read; the first "
-                                        "problem: a.png is not an image"):
+    with pytest.raises(
+        DataError, match="none of the 1 images in .* could be read; the first problem: a.png is not an image"
+    ):
         load_images(tmp_path)
     (tmp_path / "a.png").unlink()
     with pytest.raises(DataError, match="contains no PNG, JPEG"):
@@ -505,8 +522,7 @@ def make_zip(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def test_zip_of_folder_with_classes(tmp_path):
-    members = {f"digits/{c}/{i}.png": png_bytes(gray(40 * c + i)) for c in range(3)
-               for i in range(2)}
+    members = {f"digits/{c}/{i}.png": png_bytes(gray(40 * c + i)) for c in range(3) for i in range(2)}
     members["__MACOSX/digits/0/._0.png"] = b"resource fork"
     members["digits/readme.txt"] = b"hello"
     b = load_images(make_zip(tmp_path / "digits.zip", members))
@@ -533,15 +549,21 @@ def symlink_zip(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("build, fragment", [
-    (lambda p: make_zip(p, {"ok.png": png_bytes(gray(1)), "../evil.png": png_bytes(gray(1))}),
-     "member '../evil.png' points outside the archive"),
-    (lambda p: make_zip(p, {"/abs/evil.png": png_bytes(gray(1))}),
-     "member '/abs/evil.png' has an absolute path"),
-    (symlink_zip, "member 'link.png' is a symbolic link"),
-    (lambda p: make_zip(p, {"big.png": bytes(4 << 20)}),
-     r"member 'big.png' expands [\d,]+ times \(limit 200\), like a zip bomb"),
-])
+@pytest.mark.parametrize(
+    "build, fragment",
+    [
+        (
+            lambda p: make_zip(p, {"ok.png": png_bytes(gray(1)), "../evil.png": png_bytes(gray(1))}),
+            "member '../evil.png' points outside the archive",
+        ),
+        (lambda p: make_zip(p, {"/abs/evil.png": png_bytes(gray(1))}), "member '/abs/evil.png' has an absolute path"),
+        (symlink_zip, "member 'link.png' is a symbolic link"),
+        (
+            lambda p: make_zip(p, {"big.png": bytes(4 << 20)}),
+            r"member 'big.png' expands [\d,]+ times \(limit 200\), like a zip bomb",
+        ),
+    ],
+)
 def test_unsafe_zips_are_refused(tmp_path, build, fragment):
     path = build(tmp_path / "evil.zip")
     with pytest.raises(DataError, match=fragment):

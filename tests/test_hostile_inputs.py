@@ -58,6 +58,7 @@ def refusal(fn) -> str:
 @pytest.fixture(autouse=True)
 def give_up_after_a_while():
     """Without its protection a pipe blocks forever and a huge file takes minutes: fail instead."""
+
     def stop(signum, frame):
         raise TimeoutError("no answer within 30 s: a file was read that should have been refused")
 
@@ -84,8 +85,7 @@ def test_every_hostile_file_is_refused_at_every_door(case, entry, corpus, cli_st
     if entry == "upload":
         data = path.read_bytes()
         # as the Reconstruct page does: open with the upload's name, then prepare
-        check(refusal(lambda: prepare_image(open_image(data, name=case.filename), SHAPE)), case,
-              case.filename)
+        check(refusal(lambda: prepare_image(open_image(data, name=case.filename), SHAPE)), case, case.filename)
         check(refusal(lambda: prepare_image(data, SHAPE)), case, "the uploaded image")
     elif entry in ("folder", "zip"):
         wrapped = wrap_image(case, path, entry)
@@ -113,13 +113,25 @@ def test_the_cli_processes_refuse_each_file_type_in_one_line(corpus, cli_store, 
     """Real processes, one per file type (they take seconds each, so they run side by side)."""
     store = ["--store", str(cli_store)]
     images = [c for c in CASES if c.kind == "image"]
-    data_cases = {kind: next(c for c in CASES if c.kind == kind and c.named and "fifo" not in c.id)
-                  for kind in ("csv", "idx", "npz", "zip")}  # folders: the same images: door as a ZIP
-    runs = {"images": ["-m", "aecore", "reconstruct", "tiny", *[str(corpus[c.id]) for c in images],
-                       *[str(corpus[g.id]) for g in GOOD_IMAGES], "--out", str(tmp_path / "out"), *store]}
+    data_cases = {
+        kind: next(c for c in CASES if c.kind == kind and c.named and "fifo" not in c.id)
+        for kind in ("csv", "idx", "npz", "zip")
+    }  # folders: the same images: door as a ZIP
+    runs = {
+        "images": [
+            "-m",
+            "aecore",
+            "reconstruct",
+            "tiny",
+            *[str(corpus[c.id]) for c in images],
+            *[str(corpus[g.id]) for g in GOOD_IMAGES],
+            "--out",
+            str(tmp_path / "out"),
+            *store,
+        ]
+    }
     for kind, case in data_cases.items():
-        runs[kind] = ["-m", "aecore", "score", "tiny", "--dataset",
-                      f"{PREFIX[kind]}:{corpus[case.id]}", *store]
+        runs[kind] = ["-m", "aecore", "score", "tiny", "--dataset", f"{PREFIX[kind]}:{corpus[case.id]}", *store]
     with ThreadPoolExecutor(len(runs)) as pool:
         done = dict(zip(runs, pool.map(lambda args: run_python(args, timeout=180), runs.values())))
 
@@ -145,6 +157,7 @@ def test_the_cli_processes_refuse_each_file_type_in_one_line(corpus, cli_store, 
 
 # ---------------------------------------------------------------- images that must be accepted
 
+
 def as_gray(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) or (C, H, W) -> gray (..., H, W): colour images of gray content average back."""
     return x.mean(axis=-3)
@@ -155,8 +168,10 @@ def test_unusual_modes_are_accepted_and_converted(good, corpus):
     path = corpus[good.id]
     data = path.read_bytes()
     h, w = good.expected.shape
-    for prep in (prepare_image(data, (1, h, w), invert="no"),
-                 prepare_image(open_image(data, name=good.filename), (1, h, w), invert="no")):
+    for prep in (
+        prepare_image(data, (1, h, w), invert="no"),
+        prepare_image(open_image(data, name=good.filename), (1, h, w), invert="no"),
+    ):
         assert prep.array.shape == (1, h, w) and prep.array.dtype == np.float32
         np.testing.assert_allclose(prep.array[0], good.expected, atol=good.tol, err_msg=good.id)
         rgb = prepare_image(data, (3, h, w), invert="no").array
@@ -192,6 +207,7 @@ def test_exif_orientation_is_applied_and_reported(corpus):
 
 # ---------------------------------------------------------------- the upload limit
 
+
 def test_upload_limit_is_the_dashboards_and_is_enforced_at_the_boundary(tmp_path):
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB  # Streamlit's unit: MB of 1024*1024 bytes
@@ -199,8 +215,9 @@ def test_upload_limit_is_the_dashboards_and_is_enforced_at_the_boundary(tmp_path
     png = encode(Image.fromarray(PATTERN))
     at_limit = png + bytes(MAX_UPLOAD_BYTES - len(png))  # PNG readers ignore bytes after IEND
     assert open_image(at_limit).size == (PATTERN.shape[1], PATTERN.shape[0])
-    with pytest.raises(DataError, match=f"is {MAX_UPLOAD_BYTES + 1:,} bytes, above the limit of "
-                                        f"{MAX_UPLOAD_MB} MB for one image"):
+    with pytest.raises(
+        DataError, match=f"is {MAX_UPLOAD_BYTES + 1:,} bytes, above the limit of {MAX_UPLOAD_MB} MB for one image"
+    ):
         open_image(at_limit + b"\0")
     # the same limit for a file on disk (the CLI), checked before reading it
     path = tmp_path / "edge.png"
@@ -232,17 +249,29 @@ def test_the_readme_states_the_limits_the_code_enforces():
     from aecore.store import MAX_JSON_BYTES, NAME_RE
 
     readme = (REPO / "README.md").read_text()
-    security = readme[readme.index("## Security"):]
+    security = readme[readme.index("## Security") :]
     security = security[: security.index("\n## ", 1)]
     gb, mb = 2**30, 2**20
     assert files.MAX_ZIP_BYTES == gb and files.MAX_CSV_BYTES == gb and files.MIN_RATIO_CHECK_BYTES == mb
     assert MAX_JSON_BYTES == 4 * mb and "{0,79}" in NAME_RE.pattern
-    for stated in [f"{raw.MAX_UPLOAD_MB} MB", f"maxUploadSize = {raw.MAX_UPLOAD_MB}",
-                   f"{raw.MAX_IMAGE_PIXELS:,} pixels", "1 GB uncompressed", "a member over 1 MB",
-                   f"at most {files.MAX_ZIP_RATIO} times", f"{files.MAX_FILES:,} images",
-                   f"{files.MAX_FILES:,} members", f"{files.MAX_DECODED_BYTES // gb} GB of decoded pixels",
-                   f"{files.MAX_OUTPUT_VALUES:,} values in the resulting array", "| CSV | 1 GB",
-                   f"at most {raw.MAX_IDX_ELEMENTS:,} values", f"at most {files.MAX_OUTPUT_VALUES:,} values per array",
-                   f"at most {files.MAX_NPZ_MEMBERS:,} members", f"below {files.MAX_LABEL:,}",
-                   "at most 4 MB", f"more than {MAX_PARAMETERS:,}", "1 to 80 letters"]:
+    for stated in [
+        f"{raw.MAX_UPLOAD_MB} MB",
+        f"maxUploadSize = {raw.MAX_UPLOAD_MB}",
+        f"{raw.MAX_IMAGE_PIXELS:,} pixels",
+        "1 GB uncompressed",
+        "a member over 1 MB",
+        f"at most {files.MAX_ZIP_RATIO} times",
+        f"{files.MAX_FILES:,} images",
+        f"{files.MAX_FILES:,} members",
+        f"{files.MAX_DECODED_BYTES // gb} GB of decoded pixels",
+        f"{files.MAX_OUTPUT_VALUES:,} values in the resulting array",
+        "| CSV | 1 GB",
+        f"at most {raw.MAX_IDX_ELEMENTS:,} values",
+        f"at most {files.MAX_OUTPUT_VALUES:,} values per array",
+        f"at most {files.MAX_NPZ_MEMBERS:,} members",
+        f"below {files.MAX_LABEL:,}",
+        "at most 4 MB",
+        f"more than {MAX_PARAMETERS:,}",
+        "1 to 80 letters",
+    ]:
         assert stated in security, stated

@@ -14,8 +14,9 @@ from aecore.workflow import TrainRequest
 
 
 def req(epochs=2, **kw) -> TrainRequest:
-    return TrainRequest(preset="vanilla", dataset="digits", epochs=epochs, latent_dim=kw.pop("latent_dim", 8),
-                        device="cpu", **kw)
+    return TrainRequest(
+        preset="vanilla", dataset="digits", epochs=epochs, latent_dim=kw.pop("latent_dim", 8), device="cpu", **kw
+    )
 
 
 @pytest.fixture
@@ -110,16 +111,20 @@ def test_two_runs_racing_for_one_name_keep_both_models(reg, tmp_path):
 
 
 def test_a_data_error_ends_the_job_with_the_message(reg, tmp_path):
-    job = reg.submit(TrainRequest(preset="vanilla", dataset="mnist", epochs=1, device="cpu",
-                                  data_dir=str(tmp_path / "no-data")), "nodata")
+    job = reg.submit(
+        TrainRequest(preset="vanilla", dataset="mnist", epochs=1, device="cpu", data_dir=str(tmp_path / "no-data")),
+        "nodata",
+    )
     assert job.join(30)
     v = job.view()
     assert v.status == "failed" and "mnist" in v.message.lower() and "Traceback" not in v.message
 
 
 def test_a_diverging_run_says_so(reg):
-    job = reg.submit(TrainRequest(preset="basic-softplus", dataset="digits", epochs=3, lr=100.0, device="cpu",
-                                  optimizer="sgd"), "boom")
+    job = reg.submit(
+        TrainRequest(preset="basic-softplus", dataset="digits", epochs=3, lr=100.0, device="cpu", optimizer="sgd"),
+        "boom",
+    )
     assert job.join(60)
     v = job.view()
     assert v.status == "diverged" and "diverged" in v.message and "learning rate" in v.message

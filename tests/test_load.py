@@ -84,8 +84,16 @@ class Explorer:
 
     def __init__(self, page, url: str, offset: int):
         self.page, self.url = page, url
-        steps = [self.generate, self.reconstruct, self.simple("/latent"), self.simple("/data"), self.simple("/anomalies"),
-                 self.simple("/weights"), self.simple("/compare"), self.simple("/")]
+        steps = [
+            self.generate,
+            self.reconstruct,
+            self.simple("/latent"),
+            self.simple("/data"),
+            self.simple("/anomalies"),
+            self.simple("/weights"),
+            self.simple("/compare"),
+            self.simple("/"),
+        ]
         self.steps = itertools.islice(itertools.cycle(steps), offset, None)
         self.done = 0
 
@@ -98,6 +106,7 @@ class Explorer:
             self.page.goto(self.url + path)
             wait_idle(self.page, TIMEOUT_MS)
             no_exception(self.page, path)
+
         return go
 
     def generate(self) -> None:
@@ -115,7 +124,8 @@ class Explorer:
         wait_idle(self.page, TIMEOUT_MS)
         self.page.get_by_role("tab", name=re.compile("Upload")).click()
         self.page.locator(".st-key-rec_upload input[type='file']").set_input_files(
-            files=[{"name": "seven.png", "mimeType": "image/png", "buffer": digit_png()}])
+            files=[{"name": "seven.png", "mimeType": "image/png", "buffer": digit_png()}]
+        )
         expect(self.page.get_by_text(re.compile("reconstruction"))).not_to_have_count(0, timeout=TIMEOUT_MS)
         wait_idle(self.page, TIMEOUT_MS)
         no_exception(self.page, "/reconstruct")
@@ -132,6 +142,7 @@ def run_load(tmp_path: Path, sessions: int, trainers: int, seconds: float) -> di
     env = {"AECORE_ABANDON_AFTER_S": str(ABANDON_S)}
     report: dict = {"rss_mb": []}
     with streamlit_server(store_dir, tmp_path, env=env) as server, chromium_browser() as browser:
+
         def new_page():
             ctx = browser.new_context(viewport=VIEWPORT)
             ctx.set_default_timeout(TIMEOUT_MS)

@@ -53,12 +53,15 @@ def test_decoded_curve_checks_its_inputs(line_model):
 
 def test_non_vector_and_wider_codes(line_model, digits):
     tm, bundle = line_model
-    img, result, _ = train(TrainRequest(preset="vanilla", dataset="digits", epochs=1, limit=64, latent_dim=2,
-                                        device="cpu"), evaluate_after=False)
+    img, result, _ = train(
+        TrainRequest(preset="vanilla", dataset="digits", epochs=1, limit=64, latent_dim=2, device="cpu"),
+        evaluate_after=False,
+    )
     with pytest.raises(ConfigError, match="vector data"):
         learned_manifold(img, digits.test.x[:4])
-    wide, result, _ = train(TrainRequest(preset="manifold-1d", dataset="line2d", epochs=1, latent_dim=2,
-                                         device="cpu"), evaluate_after=False)
+    wide, result, _ = train(
+        TrainRequest(preset="manifold-1d", dataset="line2d", epochs=1, latent_dim=2, device="cpu"), evaluate_after=False
+    )
     view = learned_manifold(wide, bundle.test.x[:20])
     assert view.codes.shape == (20, 2) and view.curve is None and view.curve_codes is None
     with pytest.raises(ConfigError, match="1-D code"):
@@ -84,10 +87,16 @@ def test_error_segments_and_order_agreement():
 
 def test_parse_tokens():
     assert parse_tokens(" 12, 7 33;4  9,41 ", 6, 51).tolist() == [12, 7, 33, 4, 9, 41]
-    for text, message in [("", "type 6 integers"), ("1 2 three 4 5 6", "'three' is not an integer"),
-                          ("1 2 3.5 4 5 6", "'3.5' is not"), ("1 2 3 4 5 51", "51 is outside"),
-                          ("0 2 3 4 5 6", "start token"), ("-1 2 3 4 5 6", "-1 is outside"),
-                          ("1 2 3 4 5", "exactly 6 numbers; you typed 5"), ("1 2 3 4 5 6 7", "you typed 7")]:
+    for text, message in [
+        ("", "type 6 integers"),
+        ("1 2 three 4 5 6", "'three' is not an integer"),
+        ("1 2 3.5 4 5 6", "'3.5' is not"),
+        ("1 2 3 4 5 51", "51 is outside"),
+        ("0 2 3 4 5 6", "start token"),
+        ("-1 2 3 4 5 6", "-1 is outside"),
+        ("1 2 3 4 5", "exactly 6 numbers; you typed 5"),
+        ("1 2 3 4 5 6 7", "you typed 7"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             parse_tokens(text, 6, 51)
 

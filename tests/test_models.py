@@ -33,8 +33,14 @@ from aecore.models.base import corrupt
 CONFIGS = {
     "dense": lambda: DenseConfig(input_shape=(1, 8, 8), hidden=[16], latent_dim=4),
     "dense_tied": lambda: DenseConfig(input_shape=(1, 8, 8), hidden=[16], latent_dim=4, tied=True),
-    "dense_vector": lambda: DenseConfig(input_shape=(3,), hidden=[8], latent_dim=1, activations=["tanh"],
-                                        code_activation="linear", output_activation="linear"),
+    "dense_vector": lambda: DenseConfig(
+        input_shape=(3,),
+        hidden=[8],
+        latent_dim=1,
+        activations=["tanh"],
+        code_activation="linear",
+        output_activation="linear",
+    ),
     "conv_valid_28": lambda: ConvConfig(input_shape=(1, 28, 28), channels=[16, 8, 8], valid_layer=2),
     "conv_adapted_8": lambda: ConvConfig(input_shape=(1, 8, 8), channels=[16, 8, 8], valid_layer=2),
     "conv_adapted_rgb32": lambda: ConvConfig(input_shape=(3, 32, 32), channels=[16, 8, 8], valid_layer=2),
@@ -57,7 +63,7 @@ def batch_for(model, n: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     cfg = model.config
     if cfg.kind == "seq2seq":
         x = torch.randint(1, cfg.vocab, (n, *cfg.input_shape), generator=g)
-        return x, x[:, :cfg.output_len].flip(1)
+        return x, x[:, : cfg.output_len].flip(1)
     return torch.rand(n, *cfg.input_shape, generator=g), None
 
 
@@ -112,15 +118,17 @@ def test_loss_is_the_sum_of_named_terms(name):
     torch.testing.assert_close(out.loss, sum(out.terms.values()))
 
 
-@pytest.mark.parametrize("sparsity, terms", [
-    (Sparsity(l1=1e-3), {"recon", "l1"}),
-    (Sparsity(kl=0.5, rho=0.05), {"recon", "sparsity_kl"}),
-    (Sparsity(l1=1e-3, kl=0.5), {"recon", "l1", "sparsity_kl"}),
-])
+@pytest.mark.parametrize(
+    "sparsity, terms",
+    [
+        (Sparsity(l1=1e-3), {"recon", "l1"}),
+        (Sparsity(kl=0.5, rho=0.05), {"recon", "sparsity_kl"}),
+        (Sparsity(l1=1e-3, kl=0.5), {"recon", "l1", "sparsity_kl"}),
+    ],
+)
 def test_sparsity_adds_its_terms(sparsity, terms):
     torch.manual_seed(0)
-    model = build_model(DenseConfig(input_shape=(1, 8, 8), latent_dim=6, code_activation="sigmoid",
-                                    sparsity=sparsity))
+    model = build_model(DenseConfig(input_shape=(1, 8, 8), latent_dim=6, code_activation="sigmoid", sparsity=sparsity))
     x = torch.rand(5, 1, 8, 8)
     out = model(x)
     assert set(out.terms) == terms
@@ -216,11 +224,14 @@ def test_corruption_only_in_training_mode():
         assert not torch.allclose(seen[-1], x.flatten(1))
 
 
-@pytest.mark.parametrize("corruption", [
-    Corruption("gaussian", 2.0, clip=True),
-    Corruption("salt_pepper", 0.3, clip=True),
-    Corruption("mask", 0.5, clip=True),
-])
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        Corruption("gaussian", 2.0, clip=True),
+        Corruption("salt_pepper", 0.3, clip=True),
+        Corruption("mask", 0.5, clip=True),
+    ],
+)
 @pytest.mark.parametrize("data_range", [(0.0, 1.0), (-1.0, 1.0)])
 def test_clip_keeps_the_input_range(corruption, data_range):
     torch.manual_seed(0)
@@ -333,9 +344,11 @@ def test_config_dict_round_trip(name):
 
 
 def test_engine_does_not_import_streamlit():
-    code = ("import sys, aecore, aecore.cli, aecore.workflow, aecore.analysis, aecore.store, aecore.train, "
-            "aecore.presets, aecore.models, aecore.data, aecore.images, aecore.preprocess, aecore.device; "
-            "assert 'streamlit' not in sys.modules, 'streamlit was imported'")
+    code = (
+        "import sys, aecore, aecore.cli, aecore.workflow, aecore.analysis, aecore.store, aecore.train, "
+        "aecore.presets, aecore.models, aecore.data, aecore.images, aecore.preprocess, aecore.device; "
+        "assert 'streamlit' not in sys.modules, 'streamlit was imported'"
+    )
     r = run_python(["-c", code], timeout=60)
     assert r.returncode == 0, r.stderr
 

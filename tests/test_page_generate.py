@@ -39,10 +39,10 @@ def tiles(img: np.ndarray, rows: int, cols: int) -> int:
     assert s >= 1 and img.shape[:2] == (grid_h * s, grid_w * s), (img.shape, rows, cols)
     for r in range(rows + 1):  # every horizontal band of padding is white
         y = r * (H + PAD) * s
-        assert (img[y:y + PAD * s] == 255).all()
+        assert (img[y : y + PAD * s] == 255).all()
     for c in range(cols + 1):
         x = c * (W + PAD) * s
-        assert (img[:, x:x + PAD * s] == 255).all()
+        assert (img[:, x : x + PAD * s] == 255).all()
     return s
 
 
@@ -123,15 +123,16 @@ def test_grid_is_n_by_n_and_interpolation_has_the_chosen_steps(page_env, media):
     rec = analysis.reconstruct(tm, x[[5, 9]])
     for col, r in ((0, rec[0]), (5, rec[1])):
         y0, x0 = PAD * s, (PAD + col * (W + PAD)) * s
-        np.testing.assert_allclose(row[y0:y0 + H * s, x0:x0 + W * s], to_png_array(r, s), atol=1)
+        np.testing.assert_allclose(row[y0 : y0 + H * s, x0 : x0 + W * s], to_png_array(r, s), atol=1)
 
 
 def test_one_and_many_dimensional_codes(tmp_path):
     with store_env(tmp_path):
         store = ModelStore()
         for name, latent in (("ae-1d", 1), ("ae-20d", 20)):
-            tm, _, _ = train(TrainRequest(preset="vanilla", dataset="digits", epochs=1, limit=200,
-                                               latent_dim=latent, device="cpu"))
+            tm, _, _ = train(
+                TrainRequest(preset="vanilla", dataset="digits", epochs=1, limit=200, latent_dim=latent, device="cpu")
+            )
             store.save(name, tm)
         at = open_page("generate", model_name="ae-1d")
         assert not at.exception

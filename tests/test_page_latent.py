@@ -32,9 +32,14 @@ def scatter(at) -> list[dict]:
 
 def select(at, *points: dict):
     """What a click in the browser sends back, read by the page with keys."""
-    at.session_state["lat_scatter"] = {"selection": {"points": list(points),
-                                                     "point_indices": [p.get("point_index", 0) for p in points],
-                                                     "box": [], "lasso": []}}
+    at.session_state["lat_scatter"] = {
+        "selection": {
+            "points": list(points),
+            "point_indices": [p.get("point_index", 0) for p in points],
+            "box": [],
+            "lasso": [],
+        }
+    }
     return at.run()
 
 
@@ -83,7 +88,7 @@ def test_clicking_a_point_decodes_that_point(page_env, media):
         urls = images(at)
         assert set(urls) == {"original", "decoded code", "|difference|"}
         got = pixels(media, urls["decoded code"]).astype(int)
-        x = digits.test.x[i:i + 1]
+        x = digits.test.x[i : i + 1]
         want = to_png_array(analysis.reconstruct(tm, x)[0], 12).astype(int)  # 8x8 shown 12x larger
         assert got.shape == want.shape == (96, 96)
         assert np.abs(got - want).max() <= 1

@@ -122,11 +122,13 @@ def test_upload_odd_size_rgb_picture_is_prepared_and_reconstructed(page_env):
 def test_bad_files_give_their_own_error_and_the_good_one_still_shows(page_env):
     good = dark_on_white(31, 64)
     at = open_page("reconstruct", model_name="conv-digits")
-    at.file_uploader(key="rec_upload").set_value([
-        ("x.png", b"this is a text file, not a picture\n", "image/png"),
-        ("cut.png", good[: len(good) // 2], "image/png"),
-        ("fine.png", good, "image/png"),
-    ]).run()
+    at.file_uploader(key="rec_upload").set_value(
+        [
+            ("x.png", b"this is a text file, not a picture\n", "image/png"),
+            ("cut.png", good[: len(good) // 2], "image/png"),
+            ("fine.png", good, "image/png"),
+        ]
+    ).run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
     assert len(errors) == 2, errors

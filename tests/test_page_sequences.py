@@ -62,20 +62,25 @@ def test_a_typed_sequence_shows_prediction_and_per_token_correctness(page_env):
     expected_line = next(line for line in md.splitlines() if line.startswith("**Expected**"))
     assert "**33**" in expected_line and expected_line.index("**33**") < expected_line.index("**12**")
     # every predicted token is shown in order, green with ✓ where it equals the expected one, red ✗ elsewhere
-    chips = [f":green-background[**{p}** ✓]" if p == e else f":red-background[**{p}** ✗]"
-             for p, e in zip(pred.tolist(), expected.tolist())]
+    chips = [
+        f":green-background[**{p}** ✓]" if p == e else f":red-background[**{p}** ✗]"
+        for p, e in zip(pred.tolist(), expected.tolist())
+    ]
     assert predicted_line.endswith(" ".join(chips)), predicted_line
     m = {x.label: x.value for x in at.metric}
     assert m["Tokens right"] == f"{int((pred == expected).sum())} / 3"
     assert m["Whole sequence"] == ("right" if (pred == expected).all() else "wrong")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("12 7 x3 4 9 41", "'x3' is not an integer"),
-    ("12 7 33 4 9 77", "77 is outside it"),
-    ("0 7 33 4 9 41", "start token"),
-    ("12 7 33", "exactly 6 numbers; you typed 3"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("12 7 x3 4 9 41", "'x3' is not an integer"),
+        ("12 7 33 4 9 77", "77 is outside it"),
+        ("0 7 33 4 9 41", "start token"),
+        ("12 7 33", "exactly 6 numbers; you typed 3"),
+    ],
+)
 def test_an_invalid_sequence_gives_a_specific_error(page_env, text, message):
     at = try_sequence(text)
     assert any(message in e for e in errors(at)), errors(at)

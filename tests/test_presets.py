@@ -28,8 +28,20 @@ def seed_shape(preset) -> tuple[int, ...]:
 
 
 # The seeds' experiments (SPEC.md, "Reference presets") and the manifold demo preset.
-REQUIRED = ["deep-dense", "seq2seq-lstm", "vae-mlp", "basic-softplus", "gaussian-noise", "sparse-kl", "vanilla",
-            "multilayer", "conv", "sparse-l1", "denoising-conv", "manifold-1d"]
+REQUIRED = [
+    "deep-dense",
+    "seq2seq-lstm",
+    "vae-mlp",
+    "basic-softplus",
+    "gaussian-noise",
+    "sparse-kl",
+    "vanilla",
+    "multilayer",
+    "conv",
+    "sparse-l1",
+    "denoising-conv",
+    "manifold-1d",
+]
 
 
 def test_the_twelve_required_presets_exist_and_their_datasets_too():

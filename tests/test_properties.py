@@ -36,8 +36,13 @@ from aecore.train import TrainConfig
 
 # A fixed, modest run by default; AECORE_FUZZ_EXAMPLES=2000 searches longer and at random
 EXAMPLES = int(os.environ.get("AECORE_FUZZ_EXAMPLES", 40))
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize="AECORE_FUZZ_EXAMPLES" not in os.environ,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], database=None)
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize="AECORE_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
 
 
 def assert_valid_bundle(b: DataBundle) -> None:
@@ -75,11 +80,24 @@ def with_file(name: str, data: bytes, prefix: str) -> DataBundle | None:
 
 # ---------------------------------------------------------------- random and damaged bytes
 
-LOADERS = {"csv": ("data.csv", "csv"), "idx": ("data.idx", "idx"), "npy": ("data.npy", "npz"),
-           "npz": ("data.npz", "npz"), "zip": ("data.zip", "images")}
+LOADERS = {
+    "csv": ("data.csv", "csv"),
+    "idx": ("data.idx", "idx"),
+    "npy": ("data.npy", "npz"),
+    "npz": ("data.npz", "npz"),
+    "zip": ("data.zip", "images"),
+}
 # Random bytes rarely get past a format's first check: start many with the right magic
-HEADS = [b"", b"label,p1,p2\n", b"\x00\x00\x08\x02", b"\x00\x00\x0d\x01", b"\x93NUMPY\x01\x00",
-         b"PK\x03\x04", b"\x1f\x8b", b"\x89PNG\r\n\x1a\n"]
+HEADS = [
+    b"",
+    b"label,p1,p2\n",
+    b"\x00\x00\x08\x02",
+    b"\x00\x00\x0d\x01",
+    b"\x93NUMPY\x01\x00",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\x89PNG\r\n\x1a\n",
+]
 
 
 @SETTINGS
@@ -97,8 +115,12 @@ def _valid_files() -> dict[str, tuple[str, str, bytes]]:
     with zipfile.ZipFile(zbuf, "w") as zf:
         for n, data in pngs.items():
             zf.writestr(f"cls{int(n[0]) % 2}/{n}", data)
-    csv = "label," + ",".join(f"p{i}" for i in range(64)) + "\n" + "".join(
-        f"{i % 3}," + ",".join(map(str, p.ravel())) + "\n" for i, p in enumerate(pix))
+    csv = (
+        "label,"
+        + ",".join(f"p{i}" for i in range(64))
+        + "\n"
+        + "".join(f"{i % 3}," + ",".join(map(str, p.ravel())) + "\n" for i, p in enumerate(pix))
+    )
     return {
         "csv": ("d.csv", "csv", csv.encode()),
         "idx": ("d.idx", "idx", idx_bytes(pix)),
@@ -118,7 +140,7 @@ def damage(data: bytes, draw) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(out) - 1))
         junk = draw(st.binary(min_size=1, max_size=8))
-        out[at:at + len(junk)] = junk
+        out[at : at + len(junk)] = junk
     if draw(st.booleans()):
         out = out[: draw(st.integers(0, len(out)))]
     return bytes(out)
@@ -132,8 +154,10 @@ def test_damaged_files_load_or_are_refused(kind, data):
     with_file(name, damage(good, data.draw), prefix)
 
 
-IMAGES = {fmt: encode(Image.fromarray(np.random.default_rng(1).integers(0, 256, (12, 10, 3), np.uint8)), fmt)
-          for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")}
+IMAGES = {
+    fmt: encode(Image.fromarray(np.random.default_rng(1).integers(0, 256, (12, 10, 3), np.uint8)), fmt)
+    for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+}
 
 
 @SETTINGS
@@ -149,21 +173,34 @@ def test_damaged_images_prepare_or_are_refused(fmt, channels, data):
 
 # Pillow modes and the arrays that make them
 MODE_ARRAYS = {
-    "L": np.uint8, "I;16": np.uint16, "I": np.int32, "F": np.float32, "1": bool,
-    "LA": (np.uint8, 2), "RGB": (np.uint8, 3), "RGBA": (np.uint8, 4),
+    "L": np.uint8,
+    "I;16": np.uint16,
+    "I": np.int32,
+    "F": np.float32,
+    "1": bool,
+    "LA": (np.uint8, 2),
+    "RGB": (np.uint8, 3),
+    "RGBA": (np.uint8, 4),
 }
 
 
 @SETTINGS
-@given(mode=st.sampled_from(sorted(MODE_ARRAYS)), h=st.integers(1, 9), w=st.integers(1, 9),
-       fmt=st.sampled_from(["PNG", "TIFF"]), data=st.data())
+@given(
+    mode=st.sampled_from(sorted(MODE_ARRAYS)),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    fmt=st.sampled_from(["PNG", "TIFF"]),
+    data=st.data(),
+)
 def test_images_of_any_mode_come_out_in_unit_range(mode, h, w, fmt, data):
     spec = MODE_ARRAYS[mode]
     dtype, depth = spec if isinstance(spec, tuple) else (spec, None)
     shape = (h, w) if depth is None else (h, w, depth)
-    elements = (st.floats(-1e6, 1e6, width=32) if dtype == np.float32 else None)
+    elements = st.floats(-1e6, 1e6, width=32) if dtype == np.float32 else None
     a = data.draw(hnp.arrays(dtype, shape, elements=elements))
-    img = Image.fromarray(a) if mode not in ("LA",) else Image.merge("LA", [Image.fromarray(a[..., i]) for i in range(2)])
+    img = (
+        Image.fromarray(a) if mode not in ("LA",) else Image.merge("LA", [Image.fromarray(a[..., i]) for i in range(2)])
+    )
     try:
         raw = encode(img, fmt)
     except OSError:
@@ -186,9 +223,12 @@ HEADER_NAMES = st.sampled_from(["label", "Label", "p1", "p2", "pixel3", "x", " "
 
 @SETTINGS
 @example(header=["label", "p1"], rows=[["inf", "0"]] * 3, blank=False, crlf=False)  # an inf label cast to int
-@given(header=st.lists(HEADER_NAMES, min_size=1, max_size=6),
-       rows=st.lists(st.lists(CELLS, max_size=7), max_size=7),
-       blank=st.booleans(), crlf=st.booleans())
+@given(
+    header=st.lists(HEADER_NAMES, min_size=1, max_size=6),
+    rows=st.lists(st.lists(CELLS, max_size=7), max_size=7),
+    blank=st.booleans(),
+    crlf=st.booleans(),
+)
 def test_random_csv_text_loads_or_is_refused(header, rows, blank, crlf):
     lines = [",".join(header)] + [",".join(r) for r in rows] + ([""] if blank else [])
     text = ("\r\n" if crlf else "\n").join(lines)
@@ -203,9 +243,10 @@ def test_random_csv_text_loads_or_is_refused(header, rows, blank, crlf):
 
 
 @SETTINGS
-@given(table=hnp.arrays(np.int64, st.tuples(st.integers(3, 12), st.integers(1, 70)),
-                        elements=st.integers(0, 255)),
-       labelled=st.booleans())
+@given(
+    table=hnp.arrays(np.int64, st.tuples(st.integers(3, 12), st.integers(1, 70)), elements=st.integers(0, 255)),
+    labelled=st.booleans(),
+)
 def test_well_formed_csv_comes_back_exactly(table, labelled):
     n, d = table.shape
     header = (["label"] if labelled else []) + [f"p{i}" for i in range(d)]
@@ -228,14 +269,31 @@ def test_well_formed_csv_comes_back_exactly(table, labelled):
 
 # ---------------------------------------------------------------- random arrays
 
-DTYPES = st.sampled_from([np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32,
-                          np.float64, np.bool_, np.complex64, np.dtype("<U2"), np.uint64])
+DTYPES = st.sampled_from(
+    [
+        np.uint8,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.bool_,
+        np.complex64,
+        np.dtype("<U2"),
+        np.uint64,
+    ]
+)
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=5)
 
 
 @SETTINGS
-@given(x=hnp.arrays(DTYPES, SHAPES), y=st.none() | hnp.arrays(DTYPES, hnp.array_shapes(max_dims=2, max_side=6)),
-       as_npz=st.booleans())
+@given(
+    x=hnp.arrays(DTYPES, SHAPES),
+    y=st.none() | hnp.arrays(DTYPES, hnp.array_shapes(max_dims=2, max_side=6)),
+    as_npz=st.booleans(),
+)
 def test_random_arrays_load_or_are_refused(x, y, as_npz):
     if as_npz:
         arrays = {"x": x} if y is None else {"x": x, "y": y}
@@ -249,9 +307,13 @@ def test_random_arrays_load_or_are_refused(x, y, as_npz):
 
 
 FINITE_FLOATS = st.sampled_from([np.float16, np.float32, np.float64]).flatmap(
-    lambda dt: hnp.arrays(dt, st.tuples(st.integers(3, 5), st.integers(1, 4)) | st.tuples(
-        st.integers(3, 5), st.integers(1, 4), st.integers(1, 4)),
-        elements=hnp.from_dtype(np.dtype(dt), allow_nan=False, allow_infinity=False)))
+    lambda dt: hnp.arrays(
+        dt,
+        st.tuples(st.integers(3, 5), st.integers(1, 4))
+        | st.tuples(st.integers(3, 5), st.integers(1, 4), st.integers(1, 4)),
+        elements=hnp.from_dtype(np.dtype(dt), allow_nan=False, allow_infinity=False),
+    )
+)
 
 
 @SETTINGS
@@ -267,8 +329,7 @@ def test_finite_floats_of_any_size_stay_finite(x):
         assert bundle is not None  # with_file has checked it is finite (and in [0, 1] for images)
 
 
-IDX_DTYPES = st.sampled_from([np.uint8, np.int8, np.dtype(">i2"), np.dtype(">i4"), np.dtype(">f4"),
-                              np.dtype(">f8")])
+IDX_DTYPES = st.sampled_from([np.uint8, np.int8, np.dtype(">i2"), np.dtype(">i4"), np.dtype(">f4"), np.dtype(">f8")])
 IDX_TYPE = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 
 
@@ -287,9 +348,35 @@ JSON = st.recursive(
     max_leaves=10,
 )
 # Values a config field plausibly holds, wrong ones included: used to replace one field
-FIELD_VALUES = JSON | st.integers(-3, 70) | st.lists(st.integers(-2, 70), max_size=4) | st.sampled_from(
-    ["relu", "sigmoid", "mse", "bce", "mean", "sum", "gaussian", "masking", "maxpool", "stride", "keras",
-     "default", "none", "tanh", "linear", [1, 8, 8], [3, 8, 8], [6], {"recon": "bce"}, {"kind": "gaussian"}])
+FIELD_VALUES = (
+    JSON
+    | st.integers(-3, 70)
+    | st.lists(st.integers(-2, 70), max_size=4)
+    | st.sampled_from(
+        [
+            "relu",
+            "sigmoid",
+            "mse",
+            "bce",
+            "mean",
+            "sum",
+            "gaussian",
+            "masking",
+            "maxpool",
+            "stride",
+            "keras",
+            "default",
+            "none",
+            "tanh",
+            "linear",
+            [1, 8, 8],
+            [3, 8, 8],
+            [6],
+            {"recon": "bce"},
+            {"kind": "gaussian"},
+        ]
+    )
+)
 
 
 def default_dict(kind: str) -> dict:
@@ -330,8 +417,9 @@ def test_model_config_with_one_field_replaced(kind, data):
     check_config(d)
 
 
-TRAIN_VALUES = FIELD_VALUES | st.sampled_from(["adam", "adamw", "sgd", "cosine", "constant", "fp32", "bf16",
-                                                "cpu", math.inf, math.nan, -1e-3, 1e-3, 10**6])
+TRAIN_VALUES = FIELD_VALUES | st.sampled_from(
+    ["adam", "adamw", "sgd", "cosine", "constant", "fp32", "bf16", "cpu", math.inf, math.nan, -1e-3, 1e-3, 10**6]
+)
 
 
 @SETTINGS
@@ -351,8 +439,20 @@ def test_random_train_configs(d, data):
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("d", [{"restore_best": "no"}, {"drop_last": 1}, {"device": 5}, {"weight_decay": "1"},
-                               {"momentum": None}, {"early_stopping_patience": True}, [], None, {3: 1}])
+@pytest.mark.parametrize(
+    "d",
+    [
+        {"restore_best": "no"},
+        {"drop_last": 1},
+        {"device": 5},
+        {"weight_decay": "1"},
+        {"momentum": None},
+        {"early_stopping_patience": True},
+        [],
+        None,
+        {3: 1},
+    ],
+)
 def test_train_options_of_the_wrong_type_are_refused(d):
     """Cases the search above found (or that it would accept as a valid round trip)."""
     with pytest.raises(ConfigError):
@@ -360,6 +460,7 @@ def test_train_options_of_the_wrong_type_are_refused(d):
 
 
 # ---------------------------------------------------------------- the store reading a tampered config
+
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory) -> Path:
@@ -371,8 +472,15 @@ def saved_model(tmp_path_factory) -> Path:
     return root / "m"
 
 
-SMALL_VALUES = (st.none() | st.booleans() | st.integers(-3, 100) | st.floats() | st.text(max_size=5)
-                | st.lists(st.integers(-2, 64), max_size=4) | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+SMALL_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 100)
+    | st.floats()
+    | st.text(max_size=5)
+    | st.lists(st.integers(-2, 64), max_size=4)
+    | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)
+)
 
 
 @settings(SETTINGS, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

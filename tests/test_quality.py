@@ -24,18 +24,42 @@ N_EVAL = 1000
 def quality_run(tmp_path_factory, data_dir):
     for folder in ("MNIST", "FashionMNIST"):
         if not (data_dir / folder / "raw").is_dir():
-            pytest.skip(f"{data_dir / folder / 'raw'} is absent: set AECORE_TEST_DATA_DIR to a folder holding "
-                        "MNIST/raw and FashionMNIST/raw to run the reproduction smoke test.")
+            pytest.skip(
+                f"{data_dir / folder / 'raw'} is absent: set AECORE_TEST_DATA_DIR to a folder holding "
+                "MNIST/raw and FashionMNIST/raw to run the reproduction smoke test."
+            )
     tmp = tmp_path_factory.mktemp("quality")
     out, store = tmp / "docs", tmp / "store"
-    args = ["bench/quality.py", "--data-dir", str(data_dir), "--out", str(out), "--store", str(store),
-            "--limit", "300", "--epochs", "1", "--eval-limit", str(N_EVAL), "--threads", "1",
-            "--only", ",".join(EXPS)]
+    args = [
+        "bench/quality.py",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+        "--limit",
+        "300",
+        "--epochs",
+        "1",
+        "--eval-limit",
+        str(N_EVAL),
+        "--threads",
+        "1",
+        "--only",
+        ",".join(EXPS),
+    ]
     proc = run_python(args, timeout=150)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
-    return {"out": out, "store": store, "doc": doc, "rows": doc["experiments"], "data_dir": data_dir,
-            "stdout": proc.stdout}
+    return {
+        "out": out,
+        "store": store,
+        "doc": doc,
+        "rows": doc["experiments"],
+        "data_dir": data_dir,
+        "stdout": proc.stdout,
+    }
 
 
 def test_writes_the_table_and_json_with_every_row_and_column(quality_run):
@@ -46,8 +70,13 @@ def test_writes_the_table_and_json_with_every_row_and_column(quality_run):
         for key in ("experiment", "preset", "dataset", "metrics", "goals", "wall_s", "epochs", "command", "hardware"):
             assert key in row, (name, key)
         assert row["wall_s"] > 0 and f"--only {name}" in row["command"]
-        assert row["settings"] == {"limit": 300, "eval_limit": N_EVAL, "epochs_override": 1, "budget_min": 30.0,
-                                   "quick": True}
+        assert row["settings"] == {
+            "limit": 300,
+            "eval_limit": N_EVAL,
+            "epochs_override": 1,
+            "budget_min": 30.0,
+            "quick": True,
+        }
     run = doc["runs"][-1]
     assert "bench/quality.py" in run["command"] and run["hardware"]["torch"] and run["hardware"]["cpu_model"]
     # every goal of these experiments is recorded with its measured value and a met/missed verdict
@@ -56,8 +85,13 @@ def test_writes_the_table_and_json_with_every_row_and_column(quality_run):
     assert all(isinstance(g["met"], bool) and g["value"] is not None for g in goals)
 
     md = (quality_run["out"] / "results.md").read_text()
-    for heading in ("## Goals", "## Presets and goal models", "## Test error against code size", "## Figures",
-                    "## Rows: command, hardware, wall time"):
+    for heading in (
+        "## Goals",
+        "## Presets and goal models",
+        "## Test error against code size",
+        "## Figures",
+        "## Rows: command, hardware, wall time",
+    ):
         assert heading in md
     header = next(line for line in md.splitlines() if line.startswith("| experiment | preset |"))
     for col in ("test MSE", "PSNR dB", "PCA MSE", "epochs", "wall"):
@@ -129,9 +163,27 @@ def test_reported_metrics_match_a_direct_computation(quality_run):
 def test_resume_skips_finished_rows_and_keeps_them(quality_run):
     out, data_dir = quality_run["out"], quality_run["data_dir"]
     before = (out / "results.json").read_text()
-    proc = run_python(["bench/quality.py", "--data-dir", str(data_dir), "--out", str(out), "--store",
-                       str(quality_run["store"]), "--limit", "300", "--epochs", "1", "--eval-limit", str(N_EVAL),
-                       "--only", "basic-softplus", "--resume"], timeout=60)
+    proc = run_python(
+        [
+            "bench/quality.py",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--store",
+            str(quality_run["store"]),
+            "--limit",
+            "300",
+            "--epochs",
+            "1",
+            "--eval-limit",
+            str(N_EVAL),
+            "--only",
+            "basic-softplus",
+            "--resume",
+        ],
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped (--resume)" in proc.stdout
     after = json.loads((out / "results.json").read_text())
@@ -157,9 +209,11 @@ def test_line_chart_without_matplotlib(tmp_path, monkeypatch):
     """The charts fall back to PIL, so the tests and a bare install need no matplotlib."""
     q = _quality_module(monkeypatch)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    series = [{"label": "AE", "x": [2, 10, 32], "y": [0.04, 0.015, 0.006]},
-              {"label": "PCA", "x": [2, 10, 32], "y": [0.055, 0.034, 0.018], "dashed": True},
-              {"label": "empty", "x": [], "y": []}]
+    series = [
+        {"label": "AE", "x": [2, 10, 32], "y": [0.04, 0.015, 0.006]},
+        {"label": "PCA", "x": [2, 10, 32], "y": [0.055, 0.034, 0.018], "dashed": True},
+        {"label": "empty", "x": [], "y": []},
+    ]
     assert q.line_chart(tmp_path / "c.png", series, "t", "code size", "MSE", logy=True, xticks=[2, 10, 32]) == "pil"
     with Image.open(tmp_path / "c.png") as im:
         assert im.format == "PNG" and im.size == (820, 500)
@@ -174,9 +228,25 @@ def test_line_chart_without_matplotlib(tmp_path, monkeypatch):
 def test_merge_folds_a_parallel_runs_rows_and_figures_into_the_table(quality_run, tmp_path):
     """Rows run in another process (--out elsewhere) join the table with their figures."""
     other = tmp_path / "other"
-    args = ["bench/quality.py", "--data-dir", str(quality_run["data_dir"]), "--out", str(other),
-            "--store", str(quality_run["store"]), "--limit", "300", "--epochs", "1", "--eval-limit", str(N_EVAL),
-            "--threads", "1", "--only", "conv"]
+    args = [
+        "bench/quality.py",
+        "--data-dir",
+        str(quality_run["data_dir"]),
+        "--out",
+        str(other),
+        "--store",
+        str(quality_run["store"]),
+        "--limit",
+        "300",
+        "--epochs",
+        "1",
+        "--eval-limit",
+        str(N_EVAL),
+        "--threads",
+        "1",
+        "--only",
+        "conv",
+    ]
     proc = run_python(args, timeout=150)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     main = tmp_path / "main"

@@ -58,4 +58,7 @@ def test_int_lists_parse_and_explain():
 
 
 def test_unflatten_nests_dotted_names():
-    assert unflatten({"a": 1, "loss.recon": "bce", "loss.scale": 2.0}) == {"a": 1, "loss": {"recon": "bce", "scale": 2.0}}
+    assert unflatten({"a": 1, "loss.recon": "bce", "loss.scale": 2.0}) == {
+        "a": 1,
+        "loss": {"recon": "bce", "scale": 2.0},
+    }

@@ -42,8 +42,13 @@ def make_tm(name: str = "dense", seed: int = 0, normaliser: Normaliser | None = 
     normaliser = normaliser or Normaliser("unit")
     model.data_range = normaliser.model_range()
     model.eval()
-    return TrainedModel(model, normaliser, {"data_kind": kind, "preset": "test", "dataset": "digits", **meta},
-                        history=[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25}], metrics={"test_mse": 0.125})
+    return TrainedModel(
+        model,
+        normaliser,
+        {"data_kind": kind, "preset": "test", "dataset": "digits", **meta},
+        history=[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25}],
+        metrics={"test_mse": 0.125},
+    )
 
 
 def batch_for(tm: TrainedModel) -> torch.Tensor:
@@ -121,8 +126,20 @@ def test_files_written(store):
 
 
 # --- names -----------------------------------------------------------------------------------
-BAD_NAMES = ["a/b", "../escape", "..", "a..b", "bad\x00name", ".hidden", "", "x" * 81, "name\n", "-flag",
-             "back\\slash", "space name"]
+BAD_NAMES = [
+    "a/b",
+    "../escape",
+    "..",
+    "a..b",
+    "bad\x00name",
+    ".hidden",
+    "",
+    "x" * 81,
+    "name\n",
+    "-flag",
+    "back\\slash",
+    "space name",
+]
 
 
 @pytest.mark.parametrize("bad", BAD_NAMES, ids=repr)
@@ -199,15 +216,19 @@ def edit_config(store: ModelStore, name: str, change) -> None:
     path.write_text(json.dumps(cfg))
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (lambda c: c["model"].update(kind="transformer"), "kind"),
-    (lambda c: c.pop("model"), "model section"),
-    (lambda c: c.update(model="dense"), "model section"),
-    (lambda c: c["model"].update(hidden=[100_000, 100_000]), "parameters"),
-    (lambda c: c["model"].update(latent_dim=-1), "latent_dim"),
-    (lambda c: c["model"].update(unknown_field=1), "unknown"),
-    (lambda c: c.update(format="something-else/9"), "format"),
-], ids=["unknown-kind", "no-model", "model-not-object", "absurd-size", "negative", "unknown-field", "format"])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda c: c["model"].update(kind="transformer"), "kind"),
+        (lambda c: c.pop("model"), "model section"),
+        (lambda c: c.update(model="dense"), "model section"),
+        (lambda c: c["model"].update(hidden=[100_000, 100_000]), "parameters"),
+        (lambda c: c["model"].update(latent_dim=-1), "latent_dim"),
+        (lambda c: c["model"].update(unknown_field=1), "unknown"),
+        (lambda c: c.update(format="something-else/9"), "format"),
+    ],
+    ids=["unknown-kind", "no-model", "model-not-object", "absurd-size", "negative", "unknown-field", "format"],
+)
 def test_bad_config_json_is_refused(store, change, fragment):
     store.save("cfg", make_tm())
     edit_config(store, "cfg", change)
@@ -319,8 +340,17 @@ def writer_model(version: int):
 def kill_writers_at_random_moments(roots: list[Path], rng: random.Random) -> list[float]:
     """Start one writer per store, and SIGKILL each at its own random moment; returns the moments."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(root)], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for root in roots]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(root)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for root in roots
+    ]
     try:
         for p in procs:
             assert p.stdout.readline().strip() == "ready", p.stderr.read()

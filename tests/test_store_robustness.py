@@ -39,8 +39,13 @@ def make_tm(version: int, hidden: int = 64) -> TrainedModel:
     """A model whose weights, metrics and history all say which save they came from."""
     torch.manual_seed(version)
     model = build_model(DenseConfig(input_shape=SHAPE, hidden=[hidden], latent_dim=4))
-    return TrainedModel(model, Normaliser("unit"), {"data_kind": "image", "version": version},
-                        history=[{"epoch": version}], metrics={"version": version})
+    return TrainedModel(
+        model,
+        Normaliser("unit"),
+        {"data_kind": "image", "version": version},
+        history=[{"epoch": version}],
+        metrics={"version": version},
+    )
 
 
 def assert_is_version(tm: TrainedModel, version: int) -> None:
@@ -60,6 +65,7 @@ def edit_config(root: Path, name: str, change) -> None:
 
 
 # ---------------------------------------------------------------- configs refused before allocating
+
 
 def test_a_trillion_parameter_config_is_refused_at_once_naming_the_cap(store):
     store.save("huge", make_tm(1))
@@ -82,13 +88,17 @@ def test_a_config_just_above_the_cap_allocates_nothing(store):
     assert grown_mib < 200, f"peak memory grew by {grown_mib:.0f} MiB: the model was built"
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (lambda c: c["model"].pop("input_shape"), "lacks input_shape in its model section"),
-    (lambda c: c["model"].pop("kind"), "lacks kind in its model section"),
-    (lambda c: (c["model"].pop("kind"), c["model"].pop("input_shape")), "lacks kind and input_shape"),
-    (lambda c: c.update(adaptations=5), "adaptations that are not a list of words"),
-    (lambda c: c.update(adaptations=[{"x": 1}]), "adaptations that are not a list of words"),
-], ids=["no-input-shape", "no-kind", "neither", "adaptations-int", "adaptations-objects"])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda c: c["model"].pop("input_shape"), "lacks input_shape in its model section"),
+        (lambda c: c["model"].pop("kind"), "lacks kind in its model section"),
+        (lambda c: (c["model"].pop("kind"), c["model"].pop("input_shape")), "lacks kind and input_shape"),
+        (lambda c: c.update(adaptations=5), "adaptations that are not a list of words"),
+        (lambda c: c.update(adaptations=[{"x": 1}]), "adaptations that are not a list of words"),
+    ],
+    ids=["no-input-shape", "no-kind", "neither", "adaptations-int", "adaptations-objects"],
+)
 def test_missing_or_ill_typed_fields_are_refused_and_listed_as_broken(store, change, fragment):
     store.save("good", make_tm(1))
     store.save("cfg", make_tm(1))
@@ -148,6 +158,7 @@ def test_truncated_weights_are_refused(store):
 
 # ---------------------------------------------------------------- pickles are never loaded
 
+
 class Trap:
     """Unpickling this creates ``marker``: proof that a pickle was executed."""
 
@@ -165,8 +176,12 @@ def test_pickles_anywhere_in_the_store_are_never_unpickled(store, tmp_path):
     checkpoint = (tmp_path / "trap.pt").read_bytes()
     # a folder that holds only what other tools save: no config.json
     (store.root / "torch-model").mkdir()
-    for fname, data in {"model.pt": checkpoint, "pytorch_model.bin": checkpoint, "model.pkl": trap,
-                        "weights.pt": checkpoint}.items():
+    for fname, data in {
+        "model.pt": checkpoint,
+        "pytorch_model.bin": checkpoint,
+        "model.pkl": trap,
+        "weights.pt": checkpoint,
+    }.items():
         (store.root / "torch-model" / fname).write_bytes(data)
     (store.root / "loose.pt").write_bytes(checkpoint)  # next to the models
     store.save("real", make_tm(1))
@@ -183,17 +198,39 @@ def test_pickles_anywhere_in_the_store_are_never_unpickled(store, tmp_path):
 
 def test_the_engine_has_no_way_to_unpickle():
     """No torch.load, pickle.load or allow_pickle=True anywhere in aecore: pickles cannot be read."""
-    pattern = re.compile(r"torch\.load\(|pickle\.loads?\(|allow_pickle\s*=\s*True|weights_only\s*=\s*False"
-                         r"|import dill|joblib\.load")
-    offenders = [f"{p.relative_to(REPO)}:{i}" for p in (REPO / "aecore").rglob("*.py")
-                 for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    pattern = re.compile(
+        r"torch\.load\(|pickle\.loads?\(|allow_pickle\s*=\s*True|weights_only\s*=\s*False"
+        r"|import dill|joblib\.load"
+    )
+    offenders = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in (REPO / "aecore").rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert offenders == []
 
 
 # ---------------------------------------------------------------- names
 
-@pytest.mark.parametrize("bad", ["tab\there", "cr\r", "esc\x1b[31m", "del\x7f", "bell\x07", "a/../b", "trailing.",
-                                 "modèle", "/abs", "C:\\x", "\u202eevil"], ids=repr)
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "tab\there",
+        "cr\r",
+        "esc\x1b[31m",
+        "del\x7f",
+        "bell\x07",
+        "a/../b",
+        "trailing.",
+        "modèle",
+        "/abs",
+        "C:\\x",
+        "\u202eevil",
+    ],
+    ids=repr,
+)
 def test_more_bad_names_are_refused(store, bad):
     with pytest.raises(StoreError, match="invalid model name"):
         validate_name(bad)
@@ -213,6 +250,7 @@ def test_folders_with_unusable_names_are_not_listed(store):
 
 # ---------------------------------------------------------------- two sessions at once
 
+
 def _slow_renames() -> None:
     """In a child: every rename takes 20 ms, as on a slow disk, so that two unserialised
     saves would interleave between "is the name taken?" and "move the folder in"."""
@@ -221,6 +259,7 @@ def _slow_renames() -> None:
     def replace(src, dst):
         time.sleep(0.02)
         real_replace(src, dst)
+
     os.replace = replace
 
 
@@ -246,8 +285,7 @@ def test_two_processes_saving_one_name_never_mix_their_models(tmp_path):
     root = tmp_path / "store"
     ModelStore(root)
     start = FORK.Event()
-    procs = [FORK.Process(target=_save_many, args=(str(root), list(range(first, 21, 2)), start))
-             for first in (1, 2)]
+    procs = [FORK.Process(target=_save_many, args=(str(root), list(range(first, 21, 2)), start)) for first in (1, 2)]
     for p in procs:
         p.start()
     start.set()
@@ -282,6 +320,7 @@ def test_two_processes_creating_one_name_one_wins_the_other_is_told(tmp_path):
 
 # ---------------------------------------------------------------- a save killed at each step
 
+
 def _save_and_freeze_at(root: str, phase: str, reached) -> None:
     """Save version 2 over version 1, stopping for good at ``phase`` (the parent then SIGKILLs)."""
     import aecore.store as st
@@ -296,6 +335,7 @@ def _save_and_freeze_at(root: str, phase: str, reached) -> None:
         def save_file(tensors, filename, metadata=None):
             real_save_file(tensors, filename, metadata=metadata)
             freeze()
+
         st.save_file = save_file
     elif phase == "old-model-in-trash":  # the old folder moved away, the new not yet in place
         real_replace = os.replace
@@ -304,6 +344,7 @@ def _save_and_freeze_at(root: str, phase: str, reached) -> None:
             real_replace(src, dst)
             if Path(dst).parent.name == ".trash":
                 freeze()
+
         st.os.replace = replace
     elif phase == "trash-not-emptied":  # the new folder in place, the old one still in the trash
         real_rmtree = shutil.rmtree
@@ -312,14 +353,20 @@ def _save_and_freeze_at(root: str, phase: str, reached) -> None:
             if Path(path).name == ".trash":
                 freeze()
             return real_rmtree(path, *args, **kwargs)
+
         st.shutil.rmtree = rmtree
     ModelStore(root).save("victim", make_tm(2, hidden=512), overwrite=True)
     os._exit(3)  # never reached when the phase is hit
 
 
-@pytest.mark.parametrize("phase, survivor", [
-    ("weights-written", 1), ("old-model-in-trash", 1), ("trash-not-emptied", 2),
-])
+@pytest.mark.parametrize(
+    "phase, survivor",
+    [
+        ("weights-written", 1),
+        ("old-model-in-trash", 1),
+        ("trash-not-emptied", 2),
+    ],
+)
 def test_a_save_killed_at_each_step_leaves_the_old_model_or_the_new(tmp_path, phase, survivor):
     root = tmp_path / "store"
     ModelStore(root).save("victim", make_tm(1, hidden=512))
@@ -359,6 +406,7 @@ def test_a_first_save_killed_midway_leaves_no_model(tmp_path):
             real_save_file(tensors, filename, metadata=metadata)
             reached.set()
             time.sleep(600)
+
         st.save_file = save_file
         ModelStore(root).save("newborn", make_tm(1))
 

@@ -101,9 +101,12 @@ def test_stop_from_another_thread(small):
 
     rec = Signal()
     box = {}
-    worker = threading.Thread(target=lambda: box.setdefault(
-        "r", Trainer(cfg(epochs=100_000), [rec], stop_event=stop).fit(dense(), small, Normaliser("unit"))),
-        daemon=True)  # a trainer that ignored the event must not keep pytest from exiting
+    worker = threading.Thread(
+        target=lambda: box.setdefault(
+            "r", Trainer(cfg(epochs=100_000), [rec], stop_event=stop).fit(dense(), small, Normaliser("unit"))
+        ),
+        daemon=True,
+    )  # a trainer that ignored the event must not keep pytest from exiting
     worker.start()
     assert started.wait(30)
     stop.set()
@@ -119,7 +122,8 @@ def test_divergence_stops_training_and_keeps_finite_weights(small):
     initial = state(model)
     rec = Recorder(model)
     result = Trainer(cfg(epochs=4, batch_size=16, lr=100.0, optimizer="sgd"), [rec]).fit(
-        model, small, Normaliser("unit"))
+        model, small, Normaliser("unit")
+    )
     assert result.status == "diverged"
     assert not result.ok
     assert "diverged" in result.message and "learning rate" in result.message
@@ -184,8 +188,9 @@ def test_early_stopping_at_patience(small, restore_best):
     # min_delta far above any possible gain: only epoch 1 counts as an improvement
     model = dense()
     rec = Recorder(model)
-    result = Trainer(cfg(epochs=20, early_stopping_patience=3, min_delta=1e9, restore_best=restore_best),
-                     [rec]).fit(model, small, Normaliser("unit"))
+    result = Trainer(cfg(epochs=20, early_stopping_patience=3, min_delta=1e9, restore_best=restore_best), [rec]).fit(
+        model, small, Normaliser("unit")
+    )
     assert result.status == "early_stopped"
     assert len(result.history) == 1 + 3  # best epoch, then `patience` epochs without improvement
     assert result.best_epoch == 1
@@ -217,6 +222,7 @@ def test_same_seed_same_losses_other_seed_differs(small):
 
 def test_same_request_seed_reproduces_a_run():
     """What a user sees: the same preset, data and seed train to the same losses."""
+
     def run():
         req = TrainRequest(preset="vanilla", dataset="digits", epochs=2, limit=200, device="cpu", seed=3)
         _, result, _ = train(req, evaluate_after=False)
@@ -253,7 +259,7 @@ def test_callbacks_receive_terms_val_speed_and_snapshots(small):
         assert snap.originals.shape == snap.reconstructions.shape == (min(8, n_val), *SHAPE)
         for a in (snap.originals, snap.reconstructions):
             assert a.min() >= 0 and a.max() <= 1
-        np.testing.assert_allclose(snap.originals, small.val.x[:len(snap.originals)], atol=1e-6)
+        np.testing.assert_allclose(snap.originals, small.val.x[: len(snap.originals)], atol=1e-6)
         assert snap.codes.shape == (min(500, n_val), 6)
         assert len(snap.labels) == len(snap.codes)
     # the reported validation loss is the final model's loss on the validation split
@@ -283,8 +289,9 @@ def test_resume_continues_history_and_optimizer(store):
     assert loaded.optimizer_state is not None
     assert [h["epoch"] for h in loaded.history] == [1, 2]
     saved_history = copy.deepcopy(loaded.history)
-    tm2, second, _ = train(TrainRequest(preset="vanilla", epochs=2, limit=200, device="cpu"), resume=loaded,
-                           evaluate_after=False)
+    tm2, second, _ = train(
+        TrainRequest(preset="vanilla", epochs=2, limit=200, device="cpu"), resume=loaded, evaluate_after=False
+    )
     assert second.status == "done"
     assert [h["epoch"] for h in tm2.history] == [1, 2, 3, 4]
     assert tm2.history[:2] == saved_history
@@ -307,12 +314,29 @@ def test_bf16_trains_or_is_refused_with_a_reason(small):
         assert why and why in str(err.value)
 
 
-@pytest.mark.parametrize("bad", [
-    {"epochs": 0}, {"epochs": -1}, {"epochs": 2.5}, {"lr": -1.0}, {"lr": 0.0}, {"lr": float("nan")},
-    {"lr": float("inf")}, {"batch_size": 0}, {"optimizer": "rmsprop"}, {"precision": "fp8"},
-    {"early_stopping_patience": 0}, {"momentum": 1.0}, {"seed": -1}, {"lr_schedule": "step"},
-    {"min_delta": -1.0}, {"min_delta": float("nan")}, {"weight_decay": float("nan")},
-], ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"epochs": 0},
+        {"epochs": -1},
+        {"epochs": 2.5},
+        {"lr": -1.0},
+        {"lr": 0.0},
+        {"lr": float("nan")},
+        {"lr": float("inf")},
+        {"batch_size": 0},
+        {"optimizer": "rmsprop"},
+        {"precision": "fp8"},
+        {"early_stopping_patience": 0},
+        {"momentum": 1.0},
+        {"seed": -1},
+        {"lr_schedule": "step"},
+        {"min_delta": -1.0},
+        {"min_delta": float("nan")},
+        {"weight_decay": float("nan")},
+    ],
+    ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()),
+)
 def test_train_config_refuses_bad_values(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad)

@@ -44,8 +44,7 @@ def test_train_reports_metrics_that_match_a_direct_computation(vanilla_run):
     m = tm.metrics
     assert result.status == "done" and m["status"] == "done"
     assert m["epochs"] == 4 and len(tm.history) == 4
-    for key in ("test_mse", "pca_test_mse", "psnr_db", "images_per_s", "wall_s", "final_train_loss",
-                "final_val_loss"):
+    for key in ("test_mse", "pca_test_mse", "psnr_db", "images_per_s", "wall_s", "final_train_loss", "final_val_loss"):
         assert math.isfinite(m[key]), key
     direct = float(analysis.per_item_errors(tm, bundle.test.x).mean())
     assert m["test_mse"] == pytest.approx(direct, rel=1e-6)
@@ -82,8 +81,10 @@ def test_vae_metrics_have_the_test_loss():
     assert tm.normaliser.kind == "symmetric"
 
 
-@pytest.mark.parametrize("preset, dataset", [("conv", "helix3d"), ("seq2seq-lstm", "digits"),
-                                             ("vanilla", "reverse-seq"), ("manifold-1d", "digits")])
+@pytest.mark.parametrize(
+    "preset, dataset",
+    [("conv", "helix3d"), ("seq2seq-lstm", "digits"), ("vanilla", "reverse-seq"), ("manifold-1d", "digits")],
+)
 def test_incompatible_preset_and_dataset_are_refused_before_training(preset, dataset):
     req = TrainRequest(preset=preset, dataset=dataset, epochs=1, device="cpu")
     with pytest.raises(ConfigError):

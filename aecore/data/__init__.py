@@ -20,8 +20,7 @@ from aecore.data.base import DataBundle, Split, split_train_val
 from aecore.errors import DataError
 
 USER_PREFIXES = ("csv:", "idx:", "npz:", "images:")
-RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -45,27 +44,54 @@ class DatasetSpec:
         return all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in RAW_FILES)
 
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec("digits", "scikit-learn's 8x8 handwritten digits (1,797 images)", "image", True,
-                          classes=tuple(map(str, range(10))), make=builtin.digits),
-    "line2d": DatasetSpec("line2d", "2-D points on a line: a 1-D manifold (seed 000)", "vector", True,
-                          make=builtin.line2d),
-    "sine": DatasetSpec("sine", "2-D points on a sine wave: no linear 1-D projection fits (seed 000)",
-                        "vector", True, make=builtin.sine),
-    "helix3d": DatasetSpec("helix3d", "3-D points on a helix, theta = f(x, y, z) (seed 001)", "vector", True,
-                           make=builtin.helix3d),
-    "reverse-seq": DatasetSpec("reverse-seq", "6 random ints in 1..50 -> the first 3 reversed (seed 000)",
-                               "sequence", True, make=builtin.reverse_seq),
-    "mnist": DatasetSpec("mnist", "MNIST handwritten digits, 28x28", "image", False, "MNIST",
-                         tuple(map(str, range(10)))),
-    "fashion-mnist": DatasetSpec("fashion-mnist", "Fashion-MNIST clothing, 28x28", "image", False,
-                                 "FashionMNIST", FASHION_CLASSES),
-    "kmnist": DatasetSpec("kmnist", "Kuzushiji-MNIST cursive Japanese, 28x28", "image", False, "KMNIST",
-                          KMNIST_CLASSES),
+    "digits": DatasetSpec(
+        "digits",
+        "scikit-learn's 8x8 handwritten digits (1,797 images)",
+        "image",
+        True,
+        classes=tuple(map(str, range(10))),
+        make=builtin.digits,
+    ),
+    "line2d": DatasetSpec(
+        "line2d", "2-D points on a line: a 1-D manifold (seed 000)", "vector", True, make=builtin.line2d
+    ),
+    "sine": DatasetSpec(
+        "sine", "2-D points on a sine wave: no linear 1-D projection fits (seed 000)", "vector", True, make=builtin.sine
+    ),
+    "helix3d": DatasetSpec(
+        "helix3d", "3-D points on a helix, theta = f(x, y, z) (seed 001)", "vector", True, make=builtin.helix3d
+    ),
+    "reverse-seq": DatasetSpec(
+        "reverse-seq",
+        "6 random ints in 1..50 -> the first 3 reversed (seed 000)",
+        "sequence",
+        True,
+        make=builtin.reverse_seq,
+    ),
+    "mnist": DatasetSpec(
+        "mnist", "MNIST handwritten digits, 28x28", "image", False, "MNIST", tuple(map(str, range(10)))
+    ),
+    "fashion-mnist": DatasetSpec(
+        "fashion-mnist", "Fashion-MNIST clothing, 28x28", "image", False, "FashionMNIST", FASHION_CLASSES
+    ),
+    "kmnist": DatasetSpec(
+        "kmnist", "Kuzushiji-MNIST cursive Japanese, 28x28", "image", False, "KMNIST", KMNIST_CLASSES
+    ),
 }
 
 # MNIST's own 55,000/5,000 split (TensorFlow's input_data, used by seed 002).
@@ -76,12 +102,16 @@ def download(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """Fetch a raw-layout dataset through torchvision, or say in one sentence what to do instead."""
     spec = DATASETS[name]
     root = resolve_data_dir(data_dir)
-    hint = (f"put the four files {', '.join(f + '.gz' for f in RAW_FILES)} in {root / spec.folder / 'raw'} "
-            "(or pass --data-dir to a folder that has them)")
+    hint = (
+        f"put the four files {', '.join(f + '.gz' for f in RAW_FILES)} in {root / spec.folder / 'raw'} "
+        "(or pass --data-dir to a folder that has them)"
+    )
     try:
         import torchvision.datasets as tvd
     except Exception as e:  # a CPU torch with the PyPI torchvision wheel fails here with OSError/RuntimeError
-        raise DataError(f"cannot download {name}: torchvision does not import here ({type(e).__name__}); {hint}.") from e
+        raise DataError(
+            f"cannot download {name}: torchvision does not import here ({type(e).__name__}); {hint}."
+        ) from e
     cls = {"MNIST": tvd.MNIST, "FashionMNIST": tvd.FashionMNIST, "KMNIST": tvd.KMNIST}[spec.folder]
     try:
         for train in (True, False):
@@ -98,12 +128,24 @@ def _load_raw(spec: DatasetSpec, data_dir, seed: int, val_fraction: float) -> Da
     x = d["train_x"][:, None]  # (N, 28, 28) uint8 stays uint8 until the trainer: 4x less memory
     train, val = split_train_val(x, d["train_y"], val_fraction, seed)
     test = Split(d["test_x"][:, None], d["test_y"])
-    return DataBundle(spec.name, "image", train, val, test, list(spec.classes),
-                      info={"source": str(resolve_data_dir(data_dir) / spec.folder / "raw"), "scale": 255})
+    return DataBundle(
+        spec.name,
+        "image",
+        train,
+        val,
+        test,
+        list(spec.classes),
+        info={"source": str(resolve_data_dir(data_dir) / spec.folder / "raw"), "scale": 255},
+    )
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0,
-                 download_missing: bool = False, val_fraction: float | None = None) -> DataBundle:
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    download_missing: bool = False,
+    val_fraction: float | None = None,
+) -> DataBundle:
     """Load a dataset by registry name or user-file spec (``csv:PATH`` ...).
 
     Images come back as float32 in [0, 1] with shape (N, C, H, W), except the
@@ -114,8 +156,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int
 
         return load_user_dataset(name, seed=seed)
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, "
-                        "or a file as csv:PATH, idx:PATH, npz:PATH or images:PATH.")
+        raise DataError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, "
+            "or a file as csv:PATH, idx:PATH, npz:PATH or images:PATH."
+        )
     spec = DATASETS[name]
     if spec.builtin:
         return spec.make(seed)
@@ -124,8 +168,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, seed: int
             download(name, data_dir)
         else:
             raw = resolve_data_dir(data_dir) / spec.folder / "raw"
-            raise DataError(f"{name} is not in {raw}; pass --data-dir DIR (a folder holding {spec.folder}/raw/), "
-                            "set AECORE_DATA_DIR, or add --download.")
+            raise DataError(
+                f"{name} is not in {raw}; pass --data-dir DIR (a folder holding {spec.folder}/raw/), "
+                "set AECORE_DATA_DIR, or add --download."
+            )
     return _load_raw(spec, data_dir, seed, DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction)
 
 
@@ -136,5 +182,4 @@ def as_float(x: np.ndarray, bundle: DataBundle) -> np.ndarray:
     return x
 
 
-__all__ = ["DATASETS", "DataBundle", "DatasetSpec", "Split", "as_float", "download", "load_dataset",
-           "resolve_data_dir"]
+__all__ = ["DATASETS", "DataBundle", "DatasetSpec", "Split", "as_float", "download", "load_dataset", "resolve_data_dir"]

@@ -55,12 +55,14 @@ class DataBundle:
             return self
         if n < 1:
             raise DataError(f"--limit must be at least 1, got {n}.")
-        return DataBundle(self.name, self.kind, self.train.head(n), self.val, self.test,
-                          self.class_names, dict(self.info))
+        return DataBundle(
+            self.name, self.kind, self.train.head(n), self.val, self.test, self.class_names, dict(self.info)
+        )
 
 
-def split_train_val(x: np.ndarray, labels: np.ndarray | None, val_fraction: float,
-                    seed: int, target: np.ndarray | None = None) -> tuple[Split, Split]:
+def split_train_val(
+    x: np.ndarray, labels: np.ndarray | None, val_fraction: float, seed: int, target: np.ndarray | None = None
+) -> tuple[Split, Split]:
     """Deterministic shuffled split of a training set into train and validation."""
     n = len(x)
     n_val = max(1, int(round(n * val_fraction))) if n > 1 else 0
@@ -68,7 +70,6 @@ def split_train_val(x: np.ndarray, labels: np.ndarray | None, val_fraction: floa
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
 
     def take(idx):
-        return Split(x[idx], None if labels is None else labels[idx],
-                     None if target is None else target[idx])
+        return Split(x[idx], None if labels is None else labels[idx], None if target is None else target[idx])
 
     return take(train_idx), take(val_idx)

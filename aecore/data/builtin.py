@@ -24,8 +24,14 @@ def digits(seed: int = 0) -> DataBundle:
 
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[:, None]  # (N, 8, 8) in 0..16 -> (N, 1, 8, 8) in [0, 1]
-    b = _three_way("digits", "image", x, d.target.astype(np.int64), seed,
-                   source="scikit-learn load_digits (UCI optical digits, 8x8)")
+    b = _three_way(
+        "digits",
+        "image",
+        x,
+        d.target.astype(np.int64),
+        seed,
+        source="scikit-learn load_digits (UCI optical digits, 8x8)",
+    )
     b.class_names = [str(i) for i in range(10)]
     return b
 
@@ -40,8 +46,15 @@ def line2d(seed: int = 0, n: int = 2000) -> DataBundle:
     rng = np.random.default_rng(seed)
     t = rng.uniform(-1, 1, n)
     x = np.stack([t, 0.6 * t + 0.2], 1) + rng.normal(0, 0.01, (n, 2))
-    return _three_way("line2d", "vector", x.astype(np.float32), _binned(t), seed,
-                      source="synthetic: y = 0.6x + 0.2 plus noise 0.01 (seed 000)", true_dim=1)
+    return _three_way(
+        "line2d",
+        "vector",
+        x.astype(np.float32),
+        _binned(t),
+        seed,
+        source="synthetic: y = 0.6x + 0.2 plus noise 0.01 (seed 000)",
+        true_dim=1,
+    )
 
 
 def sine(seed: int = 0, n: int = 2000) -> DataBundle:
@@ -49,8 +62,15 @@ def sine(seed: int = 0, n: int = 2000) -> DataBundle:
     rng = np.random.default_rng(seed)
     t = rng.uniform(-np.pi, np.pi, n)
     x = np.stack([t / np.pi, np.sin(t)], 1) + rng.normal(0, 0.01, (n, 2))
-    return _three_way("sine", "vector", x.astype(np.float32), _binned(t), seed,
-                      source="synthetic: y = sin(x) on [-pi, pi] (seed 000)", true_dim=1)
+    return _three_way(
+        "sine",
+        "vector",
+        x.astype(np.float32),
+        _binned(t),
+        seed,
+        source="synthetic: y = sin(x) on [-pi, pi] (seed 000)",
+        true_dim=1,
+    )
 
 
 def helix3d(seed: int = 0, n: int = 3000) -> DataBundle:
@@ -58,12 +78,26 @@ def helix3d(seed: int = 0, n: int = 3000) -> DataBundle:
     rng = np.random.default_rng(seed)
     theta = rng.uniform(0, 4 * np.pi, n)
     x = np.stack([np.cos(theta), np.sin(theta), theta / (4 * np.pi)], 1) + rng.normal(0, 0.01, (n, 3))
-    return _three_way("helix3d", "vector", x.astype(np.float32), _binned(theta), seed,
-                      source="synthetic: (cos t, sin t, t/4pi), t in [0, 4pi] (seed 001)", true_dim=1)
+    return _three_way(
+        "helix3d",
+        "vector",
+        x.astype(np.float32),
+        _binned(theta),
+        seed,
+        source="synthetic: (cos t, sin t, t/4pi), t in [0, 4pi] (seed 001)",
+        true_dim=1,
+    )
 
 
-def reverse_seq(seed: int = 0, n_train: int = 100_000, n_val: int = 5_000, n_test: int = 10_000,
-                length: int = 6, out_len: int = 3, vocab: int = 51) -> DataBundle:
+def reverse_seq(
+    seed: int = 0,
+    n_train: int = 100_000,
+    n_val: int = 5_000,
+    n_test: int = 10_000,
+    length: int = 6,
+    out_len: int = 3,
+    vocab: int = 51,
+) -> DataBundle:
     """Seed 000's task: 6 random ints in 1..50; the target is the first 3 reversed."""
     rng = np.random.default_rng(seed)
 
@@ -71,5 +105,11 @@ def reverse_seq(seed: int = 0, n_train: int = 100_000, n_val: int = 5_000, n_tes
         x = rng.integers(1, vocab, size=(n, length), dtype=np.int64)
         return Split(x, None, np.ascontiguousarray(x[:, :out_len][:, ::-1]))
 
-    return DataBundle("reverse-seq", "sequence", make(n_train), make(n_val), make(n_test),
-                      info={"source": "synthetic (seed 000)", "vocab": vocab, "output_len": out_len})
+    return DataBundle(
+        "reverse-seq",
+        "sequence",
+        make(n_train),
+        make(n_val),
+        make(n_test),
+        info={"source": "synthetic (seed 000)", "vocab": vocab, "output_len": out_len},
+    )

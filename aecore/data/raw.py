@@ -51,8 +51,13 @@ RAW_FILES = {
 # Leading bytes of the formats PIL reads: an unreadable file that starts with one of
 # these is a damaged image, not a file of some other kind.
 _IMAGE_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
 )
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
@@ -68,14 +73,16 @@ def read_idx(path: str | Path, max_elements: int = MAX_IDX_ELEMENTS) -> np.ndarr
     try:
         with open(path, "rb") as f:
             compressed = f.read(2) == GZIP_MAGIC
-        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as f:
             return _parse_idx(f, path.name, max_elements)
     except FileNotFoundError as e:
         raise DataError(f"IDX file not found: {path}.") from e
     except (OSError, EOFError, zlib.error) as e:
         if compressed:
-            raise DataError(f"{path.name} is gzip-compressed but cannot be decompressed "
-                            f"({e}); the file is damaged or incomplete, so fetch it again.") from e
+            raise DataError(
+                f"{path.name} is gzip-compressed but cannot be decompressed "
+                f"({e}); the file is damaged or incomplete, so fetch it again."
+            ) from e
         raise DataError(f"{path.name} could not be read ({e}).") from e
 
 
@@ -84,33 +91,39 @@ def _parse_idx(f: BinaryIO, name: str, max_elements: int) -> np.ndarray:
     if len(header) < 4:
         raise DataError(f"{name} is too short to be an IDX file ({len(header)} bytes).")
     if header[0] or header[1] or header[2] not in IDX_TYPES:
-        raise DataError(f"{name} is not an IDX file: it starts with bytes {header[:3].hex(' ')}, "
-                        f"but IDX files start with 00 00 and a type byte such as 08.")
+        raise DataError(
+            f"{name} is not an IDX file: it starts with bytes {header[:3].hex(' ')}, "
+            f"but IDX files start with 00 00 and a type byte such as 08."
+        )
     ndim = header[3]
     if not 1 <= ndim <= 4:
-        raise DataError(f"{name} declares {ndim} dimensions, but only IDX files with "
-                        f"1 to 4 dimensions are supported.")
+        raise DataError(f"{name} declares {ndim} dimensions, but only IDX files with 1 to 4 dimensions are supported.")
     raw_dims = f.read(4 * ndim)
     if len(raw_dims) < 4 * ndim:
-        raise DataError(f"{name} is truncated inside its header (the dimension sizes are "
-                        f"missing); download it again.")
+        raise DataError(f"{name} is truncated inside its header (the dimension sizes are missing); download it again.")
     dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
     if 0 in dims:
         raise DataError(f"{name} declares a dimension of size 0 (shape {dims}), so it holds no data.")
     dtype = np.dtype(IDX_TYPES[header[2]][0])
     count = math.prod(dims)
     if count > max_elements:
-        raise DataError(f"{name} declares shape {dims}, {count:,} values, more than the limit "
-                        f"of {max_elements:,}; the header is probably corrupt.")
+        raise DataError(
+            f"{name} declares shape {dims}, {count:,} values, more than the limit "
+            f"of {max_elements:,}; the header is probably corrupt."
+        )
     nbytes = count * dtype.itemsize
     data = f.read(nbytes)
     if len(data) < nbytes:
-        raise DataError(f"{name} is truncated: its header declares shape {dims} "
-                        f"({nbytes:,} bytes of {IDX_TYPES[header[2]][1]} data) but only "
-                        f"{len(data):,} bytes follow; download it again.")
+        raise DataError(
+            f"{name} is truncated: its header declares shape {dims} "
+            f"({nbytes:,} bytes of {IDX_TYPES[header[2]][1]} data) but only "
+            f"{len(data):,} bytes follow; download it again."
+        )
     if f.read(1):
-        raise DataError(f"{name} has more data than the {nbytes:,} bytes its header declares "
-                        f"(shape {dims}), so the header and the data disagree.")
+        raise DataError(
+            f"{name} has more data than the {nbytes:,} bytes its header declares "
+            f"(shape {dims}), so the header and the data disagree."
+        )
     return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -120,20 +133,25 @@ def read_raw_dataset(data_dir: str | Path, folder_name: str) -> dict[str, np.nda
     Returns ``train_x``/``test_x`` as uint8 (N, H, W) and ``train_y``/``test_y``
     as int64 (N,)."""
     raw_dir = Path(data_dir) / folder_name / "raw"
-    arrays = {key: read_idx(_find_raw_file(raw_dir, stem, folder_name))
-              for key, stem in RAW_FILES.items()}
+    arrays = {key: read_idx(_find_raw_file(raw_dir, stem, folder_name)) for key, stem in RAW_FILES.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         images, labels = RAW_FILES[f"{split}_x"], RAW_FILES[f"{split}_y"]
         if x.ndim != 3 or x.dtype != np.uint8:
-            raise DataError(f"{images} in {raw_dir} holds {x.dtype} data of shape {x.shape}, "
-                            f"but (N, height, width) unsigned bytes were expected.")
+            raise DataError(
+                f"{images} in {raw_dir} holds {x.dtype} data of shape {x.shape}, "
+                f"but (N, height, width) unsigned bytes were expected."
+            )
         if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise DataError(f"{labels} in {raw_dir} holds {y.dtype} data of shape {y.shape}, "
-                            f"but one integer label per image was expected.")
+            raise DataError(
+                f"{labels} in {raw_dir} holds {y.dtype} data of shape {y.shape}, "
+                f"but one integer label per image was expected."
+            )
         if len(x) != len(y):
-            raise DataError(f"{folder_name} in {raw_dir} has {len(x):,} {split} images but "
-                            f"{len(y):,} labels; the two files do not belong together.")
+            raise DataError(
+                f"{folder_name} in {raw_dir} has {len(x):,} {split} images but "
+                f"{len(y):,} labels; the two files do not belong together."
+            )
         arrays[f"{split}_y"] = y.astype(np.int64)
     return arrays
 
@@ -142,9 +160,11 @@ def _find_raw_file(raw_dir: Path, stem: str, folder_name: str) -> Path:
     for candidate in (raw_dir / stem, raw_dir / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise DataError(f"{stem} (or {stem}.gz) for {folder_name} is missing from {raw_dir}; pass "
-                    f"--data-dir with the folder that holds {folder_name}/raw/, set "
-                    f"AECORE_DATA_DIR, or use --download.")
+    raise DataError(
+        f"{stem} (or {stem}.gz) for {folder_name} is missing from {raw_dir}; pass "
+        f"--data-dir with the folder that holds {folder_name}/raw/, set "
+        f"AECORE_DATA_DIR, or use --download."
+    )
 
 
 def image_to_array(img: Image.Image, mode: Literal["L", "RGB"] = "L") -> np.ndarray:
@@ -201,16 +221,19 @@ def _scale_int_image(a: np.ndarray) -> np.ndarray:
 
 def _scale_float_image(a: np.ndarray) -> np.ndarray:
     if not np.isfinite(a).all():
-        raise DataError("the image has NaN or infinite pixel values (mode F), "
-                        "so it cannot be shown or used.")
+        raise DataError("the image has NaN or infinite pixel values (mode F), so it cannot be shown or used.")
     lo, hi = float(a.min()), float(a.max())
     if (lo >= 0 and hi <= 1) or hi == lo:
         return np.clip(a, 0, 1)
     return (a - lo) / (hi - lo)
 
 
-def open_image(source: bytes | str | Path, max_pixels: int = MAX_IMAGE_PIXELS,
-               name: str | None = None, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+def open_image(
+    source: bytes | str | Path,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    name: str | None = None,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> Image.Image:
     """Open and fully decode an image from bytes or a path, upright.
 
     ``name`` labels bytes in messages (an uploaded file's name). Files over
@@ -239,10 +262,13 @@ def open_image(source: bytes | str | Path, max_pixels: int = MAX_IMAGE_PIXELS,
         raise DataError(_too_big(label, "", max_pixels)) from e
     except UnidentifiedImageError as e:
         if fmt is not None:
-            raise DataError(f"{label} starts like a {fmt} file but its header is damaged or "
-                            f"truncated, so it could not be opened.") from e
-        raise DataError(f"{label} is not an image that can be read (PNG, JPEG, BMP, GIF, "
-                        f"WebP and TIFF are); check that it really is an image file.") from e
+            raise DataError(
+                f"{label} starts like a {fmt} file but its header is damaged or truncated, so it could not be opened."
+            ) from e
+        raise DataError(
+            f"{label} is not an image that can be read (PNG, JPEG, BMP, GIF, "
+            f"WebP and TIFF are); check that it really is an image file."
+        ) from e
     except Exception as e:  # plugins raise OSError, SyntaxError, struct.error... on bad headers
         raise DataError(f"{label} has a damaged image header and could not be opened ({e}).") from e
     width, height = img.size
@@ -263,8 +289,7 @@ def _read_bounded(path: Path, label: str, max_bytes: int) -> bytes:
             raise DataError(f"{label} is a folder, but an image file was expected.")
         if not stat.S_ISREG(st.st_mode):
             # A FIFO or a device such as /dev/zero would never end
-            raise DataError(f"{label} is not a regular file (a pipe, device or socket), so it "
-                            f"was not read.")
+            raise DataError(f"{label} is not a regular file (a pipe, device or socket), so it was not read.")
         if st.st_size > max_bytes:
             raise DataError(_too_many_bytes(label, st.st_size, max_bytes))
         with open(path, "rb") as f:
@@ -295,8 +320,10 @@ def _upright(img: Image.Image) -> Image.Image:
 
 
 def _too_many_bytes(label: str, size: int, max_bytes: int) -> str:
-    return (f"{label} is {size:,} bytes, above the limit of {format_bytes(max_bytes)} "
-            f"for one image, so it was not read; shrink it and try again.")
+    return (
+        f"{label} is {size:,} bytes, above the limit of {format_bytes(max_bytes)} "
+        f"for one image, so it was not read; shrink it and try again."
+    )
 
 
 def format_bytes(n: int) -> str:
@@ -308,5 +335,7 @@ def format_bytes(n: int) -> str:
 
 
 def _too_big(label: str, dims: str, max_pixels: int) -> str:
-    return (f"{label}{dims} has more than {max_pixels:,} pixels, so it was not decoded "
-            f"(it could be a decompression bomb); shrink it and try again.")
+    return (
+        f"{label}{dims} has more than {max_pixels:,} pixels, so it was not decoded "
+        f"(it could be a decompression bomb); shrink it and try again."
+    )

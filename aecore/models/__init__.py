@@ -48,13 +48,32 @@ def build_model(config: ModelConfig) -> Autoencoder:
         raise ConfigError(f"unknown model kind {config.kind!r}; known kinds: {', '.join(MODELS)}.")
     n = parameter_count(config)
     if n > MAX_PARAMETERS:
-        raise ConfigError(f"this model would have {n:,} parameters, above the limit of {MAX_PARAMETERS:,}; "
-                          "use fewer or smaller layers.")
+        raise ConfigError(
+            f"this model would have {n:,} parameters, above the limit of {MAX_PARAMETERS:,}; "
+            "use fewer or smaller layers."
+        )
     return MODELS[config.kind](config)
 
 
 __all__ = [
-    "MODELS", "AEOutput", "Autoencoder", "ConvAE", "ConvConfig", "ConvVAE", "ConvVAEConfig",
-    "Corruption", "DenseAE", "DenseConfig", "DenseVAE", "DenseVAEConfig", "LossSpec", "ModelConfig",
-    "Seq2SeqConfig", "Seq2SeqLSTM", "Sparsity", "build_model", "config_from_dict", "parameter_count",
+    "MODELS",
+    "AEOutput",
+    "Autoencoder",
+    "ConvAE",
+    "ConvConfig",
+    "ConvVAE",
+    "ConvVAEConfig",
+    "Corruption",
+    "DenseAE",
+    "DenseConfig",
+    "DenseVAE",
+    "DenseVAEConfig",
+    "LossSpec",
+    "ModelConfig",
+    "Seq2SeqConfig",
+    "Seq2SeqLSTM",
+    "Sparsity",
+    "build_model",
+    "config_from_dict",
+    "parameter_count",
 ]

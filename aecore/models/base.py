@@ -59,8 +59,10 @@ class Corruption:
     def __post_init__(self):
         check_choice("corruption.kind", self.kind, ("none", "gaussian", "salt_pepper", "mask"))
         if not (0.0 <= self.level <= (10.0 if self.kind == "gaussian" else 1.0)):
-            raise ConfigError(f"corruption level {self.level} is out of range for {self.kind!r} "
-                              "(gaussian: 0..10 times N(0,1); salt_pepper and mask: a fraction 0..1).")
+            raise ConfigError(
+                f"corruption level {self.level} is out of range for {self.kind!r} "
+                "(gaussian: 0..10 times N(0,1); salt_pepper and mask: a fraction 0..1)."
+            )
 
     @property
     def active(self) -> bool:

@@ -49,7 +49,8 @@ class ConvConfig(ModelConfig):
         super().__post_init__()
         if len(self.input_shape) != 3:
             raise ConfigError(
-                f"a convolutional model needs image data (channels, height, width); got shape {self.input_shape}.")
+                f"a convolutional model needs image data (channels, height, width); got shape {self.input_shape}."
+            )
         if not (1 <= len(self.channels) <= 6):
             raise ConfigError("channels needs 1 to 6 entries.")
         for i, c in enumerate(self.channels):
@@ -93,8 +94,10 @@ def _plan(cfg: ConvConfig) -> tuple[list[int], list[int], int | None, list[str]]
     if valid is not None:
         sizes = [out_size(s, valid) for s in bottleneck]
         if sizes != [H, W]:
-            notes.append(f"decoder layer {valid} uses 'same' instead of 'valid' padding: "
-                         f"'valid' fits only inputs where it lands on the size, not {H}x{W}")
+            notes.append(
+                f"decoder layer {valid} uses 'same' instead of 'valid' padding: "
+                f"'valid' fits only inputs where it lands on the size, not {H}x{W}"
+            )
             valid = None
     out = [out_size(s, valid) for s in bottleneck]
     if out != [H, W]:
@@ -109,11 +112,16 @@ class ConvEncoder(nn.Module):
         c_in = cfg.input_shape[0]
         for c in cfg.channels:
             if cfg.downsample == "stride":
-                layers += [nn.Conv2d(c_in, c, cfg.kernel_size, stride=2, padding=cfg.kernel_size // 2),
-                           activation(cfg.activation)]
+                layers += [
+                    nn.Conv2d(c_in, c, cfg.kernel_size, stride=2, padding=cfg.kernel_size // 2),
+                    activation(cfg.activation),
+                ]
             else:
-                layers += [nn.Conv2d(c_in, c, cfg.kernel_size, padding="same"), activation(cfg.activation),
-                           nn.MaxPool2d(2, ceil_mode=True)]  # Keras' padding='same' pooling
+                layers += [
+                    nn.Conv2d(c_in, c, cfg.kernel_size, padding="same"),
+                    activation(cfg.activation),
+                    nn.MaxPool2d(2, ceil_mode=True),
+                ]  # Keras' padding='same' pooling
             c_in = c
         self.net = nn.Sequential(*layers)
 
@@ -129,11 +137,16 @@ class ConvDecoder(nn.Module):
         c_in = cfg.channels[-1]
         for j, c in enumerate(chans):
             pad = 0 if j == valid else "same"
-            layers += [nn.Conv2d(c_in, c, cfg.kernel_size, padding=pad), activation(cfg.activation),
-                       nn.Upsample(scale_factor=2, mode="nearest")]
+            layers += [
+                nn.Conv2d(c_in, c, cfg.kernel_size, padding=pad),
+                activation(cfg.activation),
+                nn.Upsample(scale_factor=2, mode="nearest"),
+            ]
             c_in = c
-        layers += [nn.Conv2d(c_in, cfg.input_shape[0], cfg.kernel_size, padding="same"),
-                   activation(cfg.output_activation)]
+        layers += [
+            nn.Conv2d(c_in, cfg.input_shape[0], cfg.kernel_size, padding="same"),
+            activation(cfg.output_activation),
+        ]
         self.net = nn.Sequential(*layers)
         self.out_hw = cfg.input_shape[1:]
 

@@ -52,8 +52,8 @@ class DenseConfig(ModelConfig):
             raise ConfigError("activations needs at least one entry.")
         if len(self.activations) not in (1, len(self.hidden)) and self.hidden:
             raise ConfigError(
-                f"give one activation or one per hidden layer ({len(self.hidden)}); "
-                f"got {len(self.activations)}.")
+                f"give one activation or one per hidden layer ({len(self.hidden)}); got {len(self.activations)}."
+            )
         for a in [*self.activations, self.code_activation, self.output_activation]:
             check_choice("activation", a, tuple(ACTIVATIONS))
         check_choice("init", self.init, ("default", "xavier", "xavier_zero_decoder"))

@@ -64,10 +64,10 @@ class Seq2SeqLSTM(Autoencoder):
         for lstm in (self.encoder, self.decoder):
             nn.init.xavier_uniform_(lstm.weight_ih_l0)
             for g in range(4):
-                nn.init.orthogonal_(lstm.weight_hh_l0.data[g * H:(g + 1) * H])
+                nn.init.orthogonal_(lstm.weight_hh_l0.data[g * H : (g + 1) * H])
             nn.init.zeros_(lstm.bias_ih_l0)
             nn.init.zeros_(lstm.bias_hh_l0)
-            lstm.bias_ih_l0.data[H:2 * H] = 1.0
+            lstm.bias_ih_l0.data[H : 2 * H] = 1.0
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 

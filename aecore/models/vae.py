@@ -89,8 +89,7 @@ class _Variational:
             z = mu
         recon = self.decode(z)
         terms = {"recon": self.recon_loss(recon, target), "kl": self.kl_term(mu, logvar)}
-        return AEOutput(loss=terms["recon"] + terms["kl"], recon=recon, z=mu, terms=terms,
-                        extras={"logvar": logvar})
+        return AEOutput(loss=terms["recon"] + terms["kl"], recon=recon, z=mu, terms=terms, extras={"logvar": logvar})
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
