@@ -282,7 +282,7 @@ def cmd_train(args) -> int:
 
 
 def _train(args, dist_info) -> int:
-    from aecore.workflow import TrainRequest, train
+    from aecore.runs.request import TrainRequest, train
 
     store = _store(args)
     resume = store.load(args.resume, with_optimizer=True) if args.resume else None
@@ -369,7 +369,7 @@ def _model_and_data(args, dataset: str | None):
 
 
 def cmd_eval(args) -> int:
-    from aecore.workflow import evaluate
+    from aecore.runs.request import evaluate
 
     tm, bundle = _model_and_data(args, args.dataset)
     metrics = evaluate(tm, bundle)
@@ -385,14 +385,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from aecore import analysis
+    from aecore.explore import inference
 
     tm, bundle = _model_and_data(args, args.dataset)
     s = getattr(bundle, args.split)
     errors = (
-        analysis.per_item_errors(tm, s.x, target=s.target)
+        inference.per_item_errors(tm, s.x, target=s.target)
         if bundle.kind == "sequence"
-        else analysis.per_item_errors(tm, s.x)
+        else inference.per_item_errors(tm, s.x)
     )
     if args.json:
         print(
@@ -412,8 +412,9 @@ def cmd_score(args) -> int:
 def cmd_reconstruct(args) -> int:
     from PIL import Image
 
-    from aecore import analysis
-    from aecore.images import prepare_image, to_png_array
+    from aecore.explore import baselines, inference
+    from aecore.explore.figures import to_png_array
+    from aecore.explore.uploads import prepare_image
 
     if not (0 <= args.noise <= 10):
         raise ConfigError(f"--noise must be between 0 and 10; got {args.noise}.")
@@ -438,15 +439,15 @@ def cmd_reconstruct(args) -> int:
             if args.noise > 0
             else clean
         )
-        rec = analysis.reconstruct(tm, noisy[None])[0]
+        rec = inference.reconstruct(tm, noisy[None])[0]
         panels = [clean] + ([noisy] if args.noise > 0 else []) + [rec]
         strip = np.concatenate([to_png_array(p, scale=4) for p in panels], axis=1)
         dest = out / f"{Path(f).stem}_recon.png"
         Image.fromarray(strip).save(dest)
         mse = float(np.mean((rec - clean) ** 2))
-        line = f"{f}: {'; '.join(prep.steps)} -> {dest} (PSNR {analysis.psnr(mse):.2f} dB vs the clean input"
+        line = f"{f}: {'; '.join(prep.steps)} -> {dest} (PSNR {baselines.psnr(mse):.2f} dB vs the clean input"
         if args.noise > 0:
-            line += f"; noisy input {analysis.psnr(float(np.mean((noisy - clean) ** 2))):.2f} dB"
+            line += f"; noisy input {baselines.psnr(float(np.mean((noisy - clean) ** 2))):.2f} dB"
         print(line + ")")
     return 1 if failures else 0
 
@@ -454,8 +455,8 @@ def cmd_reconstruct(args) -> int:
 def cmd_generate(args) -> int:
     from PIL import Image
 
-    from aecore import analysis
-    from aecore.images import to_png_array
+    from aecore.explore import inference
+    from aecore.explore.figures import to_png_array
 
     tm = _store(args).load(args.name)
     try:
@@ -470,7 +471,7 @@ def cmd_generate(args) -> int:
         )
     if tm.data_kind != "image":
         raise ConfigError("generate writes images; this model's data are not images.")
-    img = analysis.decode(tm, z[None])[0]
+    img = inference.decode(tm, z[None])[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_png_array(img, scale=args.scale)).save(args.out)
     print(f"wrote {args.out}")

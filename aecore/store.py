@@ -32,8 +32,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from aecore.errors import AecoreError, ConfigError, StoreError
-from aecore.models import Autoencoder, build_model, config_from_dict
-from aecore.preprocess import Normaliser
+from aecore.models import build_model, config_from_dict
+from aecore.models.trained import TrainedModel
+from aecore.normalise import Normaliser
 
 FORMAT = "aecore-model/1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -52,33 +53,6 @@ def validate_name(name: str) -> str:
             "starting with a letter or digit (no '/', '..' or control characters)."
         )
     return name
-
-
-@dataclass
-class TrainedModel:
-    """A model with everything needed to use it: its preprocessing, where it
-    came from, and how its training went."""
-
-    model: Autoencoder
-    normaliser: Normaliser
-    meta: dict  # preset, dataset, data_kind, class_names, train config, seed, status
-    history: list[dict] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    optimizer_state: dict | None = None
-    name: str | None = None
-
-    @property
-    def data_kind(self) -> str:
-        return self.meta.get("data_kind", "image")
-
-    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Data in its stored range ([0, 1] images) -> what the model reads."""
-        p = next(self.model.parameters())
-        return self.normaliser.forward(x.to(p.device, torch.float32))
-
-    def to_display(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.normaliser.inverse(x.float())
-        return out.clamp(0, 1) if self.data_kind == "image" else out
 
 
 @dataclass

@@ -27,7 +27,7 @@ from aecore.data import DataBundle, as_float
 from aecore.device import bf16_support, pick_device
 from aecore.errors import ConfigError
 from aecore.models import Autoencoder
-from aecore.preprocess import Normaliser
+from aecore.normalise import Normaliser
 
 
 @dataclass

@@ -60,13 +60,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from aecore import analysis  # noqa: E402
 from aecore.data import DataBundle, as_float, load_dataset  # noqa: E402
 from aecore.device import describe_device, pick_device  # noqa: E402
+from aecore.explore import baselines, figures, inference  # noqa: E402
 from aecore.presets import PRESETS, get_preset  # noqa: E402
+from aecore.runs.request import TrainRequest, evaluate, prepare  # noqa: E402
 from aecore.store import ModelStore, TrainedModel  # noqa: E402
 from aecore.train import Trainer, TrainResult  # noqa: E402
-from aecore.workflow import TrainRequest, evaluate, prepare  # noqa: E402
 
 BUDGET_MIN = 30.0
 CODE_SIZES = (2, 10, 32)
@@ -385,7 +385,7 @@ def _enable_fast(model, mode: str) -> bool:
 
 
 def _finish(tm: TrainedModel, result: TrainResult, cfg) -> None:
-    """What aecore.workflow.train records after Trainer.fit."""
+    """What aecore.runs.request.train records after Trainer.fit."""
     tm.history = result.history
     tm.optimizer_state = result.optimizer_state
     tm.meta.update(
@@ -447,7 +447,7 @@ def estimate_epoch_s(
 def bce_per_pixel(tm: TrainedModel, x: np.ndarray, rec: np.ndarray | None = None) -> float:
     """Mean binary cross-entropy of the [0, 1] reconstruction against the [0, 1] image
     (probabilities clipped to [1e-7, 1 - 1e-7], as Keras does)."""
-    rec = (analysis.reconstruct(tm, x) if rec is None else rec).astype(np.float64)
+    rec = (inference.reconstruct(tm, x) if rec is None else rec).astype(np.float64)
     t = as_float_any(x).astype(np.float64).reshape(rec.shape)
     r = np.clip(rec, 1e-7, 1 - 1e-7)
     return float(np.mean(-(t * np.log(r) + (1 - t) * np.log(1 - r))))
@@ -491,14 +491,14 @@ def noisy_copy(x: np.ndarray, level: float = DENOISE_LEVEL, seed: int = 0) -> np
 def denoise_metrics(tm: TrainedModel, x: np.ndarray, seed: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
     clean = as_float_any(x)
     noisy = noisy_copy(x, seed=seed)
-    den = analysis.reconstruct(tm, noisy)
+    den = inference.reconstruct(tm, noisy)
     noisy_mse = float(np.mean((noisy.astype(np.float64) - clean) ** 2))
     den_mse = float(np.mean((den.astype(np.float64) - clean) ** 2))
     m = {
         "noisy_mse": noisy_mse,
         "denoised_mse": den_mse,
-        "noisy_psnr_db": analysis.psnr(noisy_mse),
-        "denoised_psnr_db": analysis.psnr(den_mse),
+        "noisy_psnr_db": baselines.psnr(noisy_mse),
+        "denoised_psnr_db": baselines.psnr(den_mse),
     }
     m["psnr_gain_db"] = m["denoised_psnr_db"] - m["noisy_psnr_db"]
     return m, noisy, den
@@ -526,7 +526,7 @@ def standard_metrics(t: Trained) -> dict:
     out = {k: m[k] for k in keys if k in m}
     out["n_test"] = m.get("n_items")
     if t.bundle.kind == "image" and t.tm.model.config.input_shape[0] == 1:
-        rec = analysis.reconstruct(t.tm, t.bundle.test.x)
+        rec = inference.reconstruct(t.tm, t.bundle.test.x)
         out["bce_per_pixel"] = bce_per_pixel(t.tm, t.bundle.test.x, rec)
         # a model stuck at an all-black output (the MSE + sigmoid plateau) has learned nothing
         out["all_black_mse"] = float(np.mean(as_float_any(t.bundle.test.x).astype(np.float64) ** 2))
@@ -588,7 +588,7 @@ def save_png(img: np.ndarray, path: Path, scale: int = 1) -> str:
 def recon_figure(ctx: Ctx, t: Trained, fig_id: str, n: int = 10) -> str:
     x = t.bundle.test.x[:n]
     path = ctx.fig_dir / f"recon-{fig_id}.png"
-    save_png(analysis.recon_grid(x, analysis.reconstruct(t.tm, x), n=n), path, FIG_SCALE)
+    save_png(figures.recon_grid(x, inference.reconstruct(t.tm, x), n=n), path, FIG_SCALE)
     return rel(ctx, path)
 
 
@@ -800,16 +800,16 @@ def run_preset(ctx: Ctx, exp: Experiment) -> dict:
     if p.seed == "002":
         w = t.tm.model.first_layer_weight().detach().cpu()
         path = ctx.fig_dir / f"weights-{name}.png"
-        save_png(analysis.weight_tiles(w, t.bundle.sample_shape), path)
+        save_png(figures.weight_tiles(w, t.bundle.sample_shape), path)
         row["figures"].append(rel(ctx, path))
     if t.tm.model.is_variational:
         z = np.random.default_rng(0).standard_normal((10, t.tm.model.latent_dim)).astype(np.float32)
         path = ctx.fig_dir / f"samples-{name}.png"
-        save_png(analysis.image_grid([analysis.decode(t.tm, z)]), path, FIG_SCALE)
+        save_png(figures.image_grid([inference.decode(t.tm, z)]), path, FIG_SCALE)
         row["figures"].append(rel(ctx, path))
     if t.bundle.kind == "sequence":
         x, y = t.bundle.test.x[:5], t.bundle.test.target[:5]
-        pred = analysis.reconstruct(t.tm, x)
+        pred = inference.reconstruct(t.tm, x)
         row["examples"] = [
             {"input": a.tolist(), "expected": b.tolist(), "predicted": c.tolist()} for a, b, c in zip(x, y, pred)
         ]
@@ -844,7 +844,7 @@ def run_vae_bce(ctx: Ctx, exp: Experiment) -> dict:
     m.update(vae_test_elbo(t.tm, t.bundle.test.x))
     z = np.random.default_rng(0).standard_normal((10, t.tm.model.latent_dim)).astype(np.float32)
     path = ctx.fig_dir / f"samples-{exp.id}.png"
-    save_png(analysis.image_grid([analysis.decode(t.tm, z)]), path, FIG_SCALE)
+    save_png(figures.image_grid([inference.decode(t.tm, z)]), path, FIG_SCALE)
     return {
         "preset": "vae-mlp-bce",
         "dataset": t.bundle.name,
@@ -872,7 +872,7 @@ def run_conv_bce(ctx: Ctx, exp: Experiment) -> dict:
 
 def denoise_figure(ctx: Ctx, t: Trained, noisy: np.ndarray, den: np.ndarray, fig_id: str, n: int = 10) -> str:
     path = ctx.fig_dir / f"denoise-{fig_id}.png"
-    save_png(analysis.image_grid([as_float_any(t.bundle.test.x[:n]), noisy[:n], den[:n]]), path, FIG_SCALE)
+    save_png(figures.image_grid([as_float_any(t.bundle.test.x[:n]), noisy[:n], den[:n]]), path, FIG_SCALE)
     return rel(ctx, path)
 
 
@@ -899,10 +899,10 @@ def run_probe(ctx: Ctx, exp: Experiment) -> dict:
     b = t.bundle
     tr_y, te_y = b.train.labels, b.test.labels
     t0 = time.perf_counter()
-    ae = analysis.linear_probe(analysis.encode(t.tm, b.train.x), tr_y, analysis.encode(t.tm, b.test.x), te_y)
+    ae = baselines.linear_probe(inference.encode(t.tm, b.train.x), tr_y, inference.encode(t.tm, b.test.x), te_y)
     k = t.tm.model.latent_dim
-    pca = analysis.pca_fit(as_float(b.train.x, b), k)
-    pc = analysis.linear_probe(pca.transform(b.train.x), tr_y, pca.transform(b.test.x), te_y)
+    pca = baselines.pca_fit(as_float(b.train.x, b), k)
+    pc = baselines.linear_probe(pca.transform(b.train.x), tr_y, pca.transform(b.test.x), te_y)
     m = {
         "ae_probe_accuracy": ae,
         "pca_probe_accuracy": pc,
@@ -914,8 +914,11 @@ def run_probe(ctx: Ctx, exp: Experiment) -> dict:
     other = ctx.models.get("code-size-fashion-mnist-k10")  # only when this run already has it
     if other is not None:
         ob = other.bundle
-        m["curve_ae10_probe_accuracy"] = analysis.linear_probe(
-            analysis.encode(other.tm, ob.train.x), ob.train.labels, analysis.encode(other.tm, ob.test.x), ob.test.labels
+        m["curve_ae10_probe_accuracy"] = baselines.linear_probe(
+            inference.encode(other.tm, ob.train.x),
+            ob.train.labels,
+            inference.encode(other.tm, ob.test.x),
+            ob.test.labels,
         )
     return {
         "preset": PROBE_MODEL,
@@ -932,8 +935,8 @@ def run_anomaly(ctx: Ctx, exp: Experiment) -> dict:
 
     t = ctx.model(ANOMALY_MODEL, ANOMALY_MODEL)
     fashion = ctx.data("fashion-mnist")
-    normal = analysis.per_item_errors(t.tm, t.bundle.test.x)
-    odd = analysis.per_item_errors(t.tm, fashion.test.x)
+    normal = inference.per_item_errors(t.tm, t.bundle.test.x)
+    odd = inference.per_item_errors(t.tm, fashion.test.x)
     y = np.r_[np.zeros(len(normal)), np.ones(len(odd))]
     auroc = float(roc_auc_score(y, np.r_[normal, odd]))
     m = {
@@ -947,8 +950,8 @@ def run_anomaly(ctx: Ctx, exp: Experiment) -> dict:
     others = {}
     for mid, o in ctx.models.items():  # every other MNIST image model this run already has
         if mid != ANOMALY_MODEL and o.bundle.name == "mnist" and o.bundle.kind == "image":
-            e0 = analysis.per_item_errors(o.tm, o.bundle.test.x)
-            e1 = analysis.per_item_errors(o.tm, fashion.test.x)
+            e0 = inference.per_item_errors(o.tm, o.bundle.test.x)
+            e1 = inference.per_item_errors(o.tm, fashion.test.x)
             others[mid] = float(roc_auc_score(np.r_[np.zeros(len(e0)), np.ones(len(e1))], np.r_[e0, e1]))
     if others:
         m["auroc_other_models"] = others

@@ -7,7 +7,7 @@ What it measures, on the same synthetic MNIST-shaped data (uint8, N x 1 x 28 x 2
 presets deep-dense, vanilla, vae-mlp and conv (see bench/README.md for the method):
 
 1. aecore's Trainer as the CLI runs it (the DataBundle, model and normaliser built as
-   aecore.workflow.prepare builds them; a progress-style callback attached);
+   aecore.runs.request.prepare builds them; a progress-style callback attached);
 2. aecore in its fastest honest mode: bf16 autocast where aecore accepts it, and fp32 with
    bench/fastpath.py (oneDNN linear layers) as its own row;
 3. the seeds' loop: a DataLoader over a Dataset whose __getitem__ applies ToTensor +
@@ -95,7 +95,7 @@ def synthetic_images(n: int, seed: int):
 
 
 def synthetic_bundle(preset_name: str, n: int, n_test: int, seed: int):
-    """The DataBundle aecore.workflow.load_data would return for these arrays: the preset's
+    """The DataBundle aecore.runs.request.load_data would return for these arrays: the preset's
     train/validation split (its val_fraction, else MNIST's 5,000 of 60,000), uint8 kept uint8."""
     from aecore.data import DEFAULT_VAL_FRACTION
     from aecore.data.base import DataBundle, Split, split_train_val
@@ -118,14 +118,14 @@ def synthetic_bundle(preset_name: str, n: int, n_test: int, seed: int):
 
 
 def prepare_like_workflow(preset_name: str, bundle, seed: int, batch_size: int | None = None):
-    """Model, normaliser and TrainConfig exactly as aecore.workflow.prepare builds them
+    """Model, normaliser and TrainConfig exactly as aecore.runs.request.prepare builds them
     (the model is built after torch.manual_seed(seed) so that every variant starts alike)."""
     import torch
 
     from aecore.data import as_float
     from aecore.models import build_model
-    from aecore.preprocess import Normaliser
-    from aecore.workflow import TrainRequest, model_config_for
+    from aecore.normalise import Normaliser
+    from aecore.runs.request import TrainRequest, model_config_for
 
     req = TrainRequest(preset=preset_name, device="cpu", seed=seed, batch_size=batch_size)
     cfg = req.train_config()
@@ -346,7 +346,7 @@ class Worker:
 
         from aecore.data import as_float
         from aecore.models import DenseConfig, LossSpec, build_model
-        from aecore.preprocess import Normaliser
+        from aecore.normalise import Normaliser
         from aecore.train import TrainConfig
 
         # pythae's default AE: Encoder_AE_MLP 784-512 ReLU -> 10 (linear), Decoder_AE_MLP
@@ -415,7 +415,7 @@ class Worker:
         return {"images": cb.images, "seconds": cb.t, "steps": cb.steps, "status": statuses[-1]}
 
     def _dashboard_window(self, seconds, warm, min_steps):
-        """The dashboard's path: the job's own training process (aecore.jobs.run_in_process, as
+        """The dashboard's path: the job's own training process (aecore.runs.jobs.run_in_process, as
         the Train button starts it) trains the same synthetic data with live snapshots relayed
         to the job, while this process runs the Train page attached to the job once per poll
         interval through Streamlit's AppTest. AppTest reruns the whole page where the browser
@@ -425,8 +425,8 @@ class Worker:
 
         import torch
 
-        from aecore.jobs import TrainingJob, run_in_process
-        from aecore.workflow import TrainRequest
+        from aecore.runs.jobs import TrainingJob, run_in_process
+        from aecore.runs.request import TrainRequest
 
         s = self.s
         poll_s = _train_page_poll_s()
@@ -607,8 +607,8 @@ class Worker:
 
         from aecore.data import DATASETS
         from aecore.presets import PRESETS
+        from aecore.runs.request import TrainRequest, prepare
         from aecore.train import Trainer, evaluate, split_tensors
-        from aecore.workflow import TrainRequest, prepare
 
         self.s = {}
         p = PRESETS[preset]
@@ -680,7 +680,7 @@ class Worker:
 
 
 def _train_page_poll_s() -> float:
-    from aecore.jobs import LIVE_POLL_S
+    from aecore.runs.jobs import LIVE_POLL_S
 
     return LIVE_POLL_S
 
@@ -702,9 +702,9 @@ def _train_page_for(job):
 
 
 def dashboard_target(payload, relay, stop):
-    """The dashboard row's training process (run by aecore.jobs.run_in_process): aecore's
+    """The dashboard row's training process (run by aecore.runs.jobs.run_in_process): aecore's
     Trainer with the job's relay and live snapshots, timed by a _TrainerWindow."""
-    from aecore.jobs import LIVE_SNAPSHOT_ITEMS
+    from aecore.runs.jobs import LIVE_SNAPSHOT_ITEMS
     from aecore.train import Trainer
 
     w = Worker("aecore", payload["threads"])

@@ -11,9 +11,10 @@ import streamlit as st
 
 from aecore.data import DATASETS, DataBundle, load_dataset
 from aecore.errors import AecoreError
-from aecore.images import to_png_array
-from aecore.jobs import JobRegistry
-from aecore.store import ModelStore, TrainedModel
+from aecore.explore.figures import to_png_array
+from aecore.models.trained import TrainedModel
+from aecore.runs.jobs import JobRegistry
+from aecore.store import ModelStore
 
 
 def ensure_navigation() -> None:

@@ -7,9 +7,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from aecore import analysis, anomaly
 from aecore.data import DATASETS, as_float
 from aecore.errors import AecoreError
+from aecore.explore import anomalies, figures, inference
 from pages._common import (
     available_datasets,
     ensure_navigation,
@@ -29,7 +29,7 @@ GRID_WIDTH = 720  # px the worst-K grid is enlarged towards
 @st.cache_data(max_entries=16, show_spinner="Scoring reconstruction errors...")
 def cached_errors(_tm, _make_items, key: tuple) -> np.ndarray:
     """Per-item errors, recomputed only when ``key`` (store, model, weights file time, dataset, source) changes."""
-    return analysis.per_item_errors(_tm, _make_items())
+    return inference.per_item_errors(_tm, _make_items())
 
 
 def same_shape_datasets(bundle) -> list[str]:
@@ -47,7 +47,7 @@ def describe(source: str) -> str:
     kind, _, arg = source.partition(":")
     if kind == "dataset":
         return f"{arg} (its test split)"
-    return f"synthetic: test items {anomaly.OUTLIER_KINDS[arg]}" if kind == "synthetic" else "no outlier set"
+    return f"synthetic: test items {anomalies.OUTLIER_KINDS[arg]}" if kind == "synthetic" else "no outlier set"
 
 
 st.title("Anomalies")
@@ -65,7 +65,7 @@ if bundle is None:
 image = bundle.kind == "image"
 test_x = as_float(bundle.test.x, bundle)
 
-kinds = anomaly.IMAGE_KINDS if image else anomaly.VECTOR_KINDS
+kinds = anomalies.IMAGE_KINDS if image else anomalies.VECTOR_KINDS
 options = [f"dataset:{n}" for n in same_shape_datasets(bundle)] + [f"synthetic:{k}" for k in kinds] + ["none"]
 # A choice made for one model rarely fits the next (another shape, another dataset): start again from the
 # first option, a real dataset where there is one.
@@ -88,7 +88,7 @@ def items(src: str) -> tuple[np.ndarray, np.ndarray | None, list | None]:
     if kind == "dataset":
         other = load_bundle(arg)
         return as_float(other.test.x[:MAX_OUTLIERS], other), other.test.labels, other.class_names
-    x = test_x if src == "test" else anomaly.outlier_set(test_x, arg, seed=0)
+    x = test_x if src == "test" else anomalies.outlier_set(test_x, arg, seed=0)
     return x, bundle.test.labels, bundle.class_names
 
 
@@ -115,22 +115,22 @@ pct = st.slider(
     persist_state="session",
     help="items whose error is above it are flagged as anomalies",
 )
-threshold = anomaly.threshold_at(normal, pct / 100)
+threshold = anomalies.threshold_at(normal, pct / 100)
 cols = st.columns(4)
 cols[0].metric("Threshold (error)", f"{threshold:.4g}")
 cols[1].metric(
     "Flagged: normal test items",
-    f"{100 * anomaly.flagged_fraction(normal, threshold):.1f}%",
+    f"{100 * anomalies.flagged_fraction(normal, threshold):.1f}%",
     help=f"of {len(normal):,} test items of {bundle.name}: the false-alarm rate",
 )
 if odd is not None:
     cols[2].metric(
         "Flagged: outliers",
-        f"{100 * anomaly.flagged_fraction(odd, threshold):.1f}%",
+        f"{100 * anomalies.flagged_fraction(odd, threshold):.1f}%",
         help=f"of {len(odd):,} outlier items: the detection rate",
     )
     try:
-        auc = f"{anomaly.auroc(normal, odd):.3f}"
+        auc = f"{anomalies.auroc(normal, odd):.3f}"
     except AecoreError:  # a model that outputs NaN has no ranking to score
         auc = "n/a"
     cols[3].metric(
@@ -223,15 +223,15 @@ if odd is not None:
 x, labels, class_names = items(where)
 errs = normal if where == "test" else odd
 k = st.slider("How many", 1, max(2, min(32, len(errs))), min(8, len(errs)), key="an_k", persist_state="session")
-idx = anomaly.worst(errs, k)
-rec = analysis.reconstruct(tm, x[idx])
+idx = anomalies.worst(errs, k)
+rec = inference.reconstruct(tm, x[idx])
 table = pd.DataFrame(
     {"rank": np.arange(1, len(idx) + 1), "item": idx, "error": errs[idx], "flagged": errs[idx] > threshold}
 )
 if labels is not None:
     table.insert(2, "label", [class_names[int(v)] if class_names else str(v) for v in labels[idx]])
 if image:
-    grid = analysis.image_grid([x[idx], rec])
+    grid = figures.image_grid([x[idx], rec])
     f = max(1, min(8, GRID_WIDTH // grid.shape[1]))
     st.image(
         grid.repeat(f, 0).repeat(f, 1),

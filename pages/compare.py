@@ -8,7 +8,7 @@ import streamlit as st
 
 from aecore.data import load_dataset
 from aecore.errors import AecoreError
-from aecore.workflow import evaluate
+from aecore.runs.request import evaluate
 from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, store
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py

@@ -8,9 +8,9 @@ import streamlit as st
 
 from aecore.data import DATASETS, RAW_FILES, as_float, download, resolve_data_dir
 from aecore.errors import AecoreError
-from aecore.manifold import error_segments, learned_manifold, order_agreement
-from aecore.seqtask import format_tokens
-from aecore.workflow import TrainRequest, train
+from aecore.explore.manifold import error_segments, learned_manifold, order_agreement
+from aecore.explore.sequences import format_tokens
+from aecore.runs.request import TrainRequest, train
 from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, show_images, store
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py

@@ -3,10 +3,10 @@
 import numpy as np
 import streamlit as st
 
-from aecore import analysis
 from aecore.data import as_float
 from aecore.errors import AecoreError
-from aecore.images import to_png_array
+from aecore.explore import figures, inference
+from aecore.explore.figures import to_png_array
 from pages._common import ensure_navigation, model_bundle, pick_model, show_error, store
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
@@ -38,7 +38,7 @@ def weights_stamp(name: str) -> int:
 @st.cache_data(max_entries=8, show_spinner="Encoding the test set...")
 def test_codes(_tm, _bundle, name: str, stamp: int, root: str) -> np.ndarray:
     """Codes of the test set (N, latent_dim); ``name``, ``stamp`` and ``root`` key the cache."""
-    return analysis.encode(_tm, _bundle.test.x[:MAX_CODES])
+    return inference.encode(_tm, _bundle.test.x[:MAX_CODES])
 
 
 def enlarge(img: np.ndarray, px: int) -> np.ndarray:
@@ -62,7 +62,7 @@ d, vae = tm.model.latent_dim, tm.model.is_variational
 ident = (tm.name or "", weights_stamp(tm.name or ""), str(store().root))
 codes = test_codes(tm, bundle, *ident)
 try:
-    ranges = analysis.latent_ranges(tm, codes)  # (d, 2): ±3 for a VAE, the codes' 1st..99th percentiles otherwise
+    ranges = inference.latent_ranges(tm, codes)  # (d, 2): ±3 for a VAE, the codes' 1st..99th percentiles otherwise
 except AecoreError as e:
     show_error(e, "cannot find the latent ranges")
     st.stop()
@@ -140,7 +140,7 @@ with tab_sl:
         )
     with right:
         try:
-            img = analysis.decode(tm, z)[0]
+            img = inference.decode(tm, z)[0]
             show(to_png_array(img), "decoded", IMAGE_PX)
         except AecoreError as e:
             show_error(e, "cannot decode")
@@ -155,10 +155,10 @@ with tab_int:
     steps = c3.slider("Steps", 3, 16, 8, key="gen_steps", persist_state="session")
     xa, xb = as_float(bundle.test.x[a], bundle), as_float(bundle.test.x[b], bundle)
     try:
-        path = analysis.interpolate(tm, xa, xb, steps)  # (steps, C, H, W)
+        path = inference.interpolate(tm, xa, xb, steps)  # (steps, C, H, W)
         t = np.linspace(0, 1, steps, dtype=np.float32)[:, None, None, None]
         fade = (1 - t) * xa[None] + t * xb[None]  # the same ends blended pixel by pixel, for comparison
-        show(analysis.image_grid([path, fade]), "through the latent space (top) · pixel cross-fade (bottom)", GRID_PX)
+        show(figures.image_grid([path, fade]), "through the latent space (top) · pixel cross-fade (bottom)", GRID_PX)
         st.caption(
             "Each image of the top row decodes a code on the straight line between the two images' codes; "
             "the bottom row only mixes their pixels. Where the top row stays a plausible image, the "
@@ -173,8 +173,8 @@ with tab_grid:
     d1 = c2.selectbox("Columns move", range(d), index=min(1, d - 1), format_func=lambda i: f"z{i}", key="gen_d1")
     n = c3.slider("Grid size", 2, 20, 10, key="gen_grid_n", persist_state="session")
     try:
-        grid = analysis.latent_grid(tm, (d0, d1), n, ranges=ranges, base=st.session_state["gen_code"])
-        show(analysis.image_grid(list(grid)), f"{n}×{n} grid: z{d0} down, z{d1} across", GRID_PX)
+        grid = inference.latent_grid(tm, (d0, d1), n, ranges=ranges, base=st.session_state["gen_code"])
+        show(figures.image_grid(list(grid)), f"{n}×{n} grid: z{d0} down, z{d1} across", GRID_PX)
         st.caption("The other dimensions stay at the slider values; each axis spans the slider's range.")
     except AecoreError as e:
         show_error(e, "cannot draw the grid")
@@ -199,11 +199,11 @@ with tab_samp:
         )
         drawn = st.session_state.get("gen_samples")
         if drawn and drawn[0] == ident:
-            # What model.sample(n) does (z ~ N(0, I), then decode), through analysis.decode so
+            # What model.sample(n) does (z ~ N(0, I), then decode), through inference.decode so
             # that the images come back in display space like every other view.
             zs = np.random.default_rng(drawn[1]).standard_normal((k, d)).astype(np.float32)
-            imgs = analysis.decode(tm, zs)
+            imgs = inference.decode(tm, zs)
             rows = [imgs[i : i + 8] for i in range(0, k, 8)]
-            show(analysis.image_grid(rows), f"{k} samples from the prior N(0, I)", GRID_PX)
+            show(figures.image_grid(rows), f"{k} samples from the prior N(0, I)", GRID_PX)
         else:
             st.caption("Draw codes from the prior N(0, I) and decode them: images no one drew.")

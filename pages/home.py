@@ -3,13 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from aecore import analysis
 from aecore.data import DATASETS, resolve_data_dir
 from aecore.device import describe_device
 from aecore.errors import AecoreError
+from aecore.explore import figures, inference
 from aecore.presets import PRESETS
+from aecore.runs.request import TrainRequest, train
 from aecore.store import ModelStore
-from aecore.workflow import TrainRequest, train
 from pages._common import enlarge, ensure_navigation, registry
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
@@ -62,7 +62,7 @@ if "home_result" in st.session_state:
     )
     originals = bundle.test.x[:12]
     st.image(
-        enlarge(analysis.recon_grid(originals, analysis.reconstruct(tm, originals), n=12)),
+        enlarge(figures.recon_grid(originals, inference.reconstruct(tm, originals), n=12)),
         output_format="PNG",
         caption="test originals (top) over reconstructions (bottom)",
         width=600,

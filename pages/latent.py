@@ -5,10 +5,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from aecore import analysis
 from aecore.data import as_float
 from aecore.errors import AecoreError
-from aecore.images import to_png_array
+from aecore.explore import inference, latent
+from aecore.explore.figures import to_png_array
 from pages._common import ensure_navigation, model_bundle, pick_model, show_error, store
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
@@ -63,8 +63,8 @@ def latent_view(_tm, _bundle, name: str, stamp: int, root: str, n: int, method: 
     """Codes, 2-D points and hover texts of the first n test items (cached: t-SNE takes seconds).
     ``name``, ``stamp`` and ``root`` only key the cache: a retrained model gets new codes."""
     x = _bundle.test.x[:n]
-    codes = analysis.encode(_tm, x)  # (n, latent_dim)
-    xy = analysis.project_2d(codes, method, max_items=TSNE_MAX)  # (n, 2)
+    codes = inference.encode(_tm, x)  # (n, latent_dim)
+    xy = latent.project_2d(codes, method, max_items=TSNE_MAX)  # (n, 2)
     if _bundle.kind == "image" and n <= ART_MAX:
         shown = as_float(x, _bundle)
         extra = [text_art(im) for im in shown]
@@ -190,7 +190,7 @@ with right:
         st.info("Click a point in the scatter to decode it.", icon="👆")
         st.stop()
     x = as_float(bundle.test.x[i : i + 1], bundle)
-    rec = analysis.decode(tm, codes[i])  # the decoder fed this item's code (a VAE's posterior mean)
+    rec = inference.decode(tm, codes[i])  # the decoder fed this item's code (a VAE's posterior mean)
     st.subheader(f"Item {i}" + ("" if labels is None else f": {label_name(labels[i])}"))
     mse = float(np.mean((rec - x) ** 2))
     st.metric("Reconstruction MSE", f"{mse:.4f}")

@@ -6,11 +6,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from aecore import analysis
 from aecore.data import as_float
 from aecore.data.raw import open_image
 from aecore.errors import AecoreError
-from aecore.images import add_noise, prepare_image, to_png_array
+from aecore.explore import baselines, inference
+from aecore.explore.figures import to_png_array
+from aecore.explore.uploads import add_noise, prepare_image
 from pages._common import MODEL_KEY, ensure_navigation, model_bundle, pick_model, show_error, show_images
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
@@ -50,7 +51,7 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
 @st.cache_data(max_entries=8, show_spinner="Scoring the test set...")
 def pool_errors(name: str, token: int, _tm, _x: np.ndarray) -> np.ndarray:
     """Per-item errors of the ranked pool; ``token`` (the cached model's id) changes with new weights."""
-    return analysis.per_item_errors(_tm, _x)
+    return inference.per_item_errors(_tm, _x)
 
 
 def show_result(prepared: np.ndarray, rec: np.ndarray, steps: list[str], original=None, col_titles=True) -> None:
@@ -70,7 +71,7 @@ def show_result(prepared: np.ndarray, rec: np.ndarray, steps: list[str], origina
     err = mse(rec, prepared)
     cols[i + 1].image(to_png_array(rec, scale), caption=f"reconstruction · MSE {err:.4f}")
     with cols[i + 2]:
-        st.metric("Reconstruction error (MSE)", f"{err:.4f}", help=f"PSNR {fmt_db(analysis.psnr(err))}")
+        st.metric("Reconstruction error (MSE)", f"{err:.4f}", help=f"PSNR {fmt_db(baselines.psnr(err))}")
         st.markdown("**Preprocessing**\n" + "\n".join(f"1. {s}" for s in steps))
 
 
@@ -101,20 +102,20 @@ with tab_test:
         try:
             if order == "first":
                 idx = np.arange(n)
-                errs = analysis.per_item_errors(tm, test_x[:n])
+                errs = inference.per_item_errors(tm, test_x[:n])
                 pool_mean = None
             else:
                 all_errs = pool_errors(st.session_state.get(MODEL_KEY, ""), id(tm), tm, test_x)
                 ranked = np.argsort(all_errs, kind="stable")
                 idx = ranked[::-1][:n] if order == "worst" else ranked[:n]
                 errs, pool_mean = all_errs[idx], float(all_errs.mean())
-            rec = analysis.reconstruct(tm, test_x[idx])
+            rec = inference.reconstruct(tm, test_x[idx])
         except AecoreError as e:
             show_error(e, "cannot reconstruct the test images")
         else:
             m1, m2, m3 = st.columns(3)
             m1.metric("Mean MSE of these", f"{errs.mean():.4f}")
-            m2.metric("PSNR of these", fmt_db(analysis.psnr(errs.mean())))
+            m2.metric("PSNR of these", fmt_db(baselines.psnr(errs.mean())))
             if pool_mean is not None:
                 m3.metric(f"Mean MSE of {len(test_x):,} test images", f"{pool_mean:.4f}")
             elif tm.metrics.get("test_mse") is not None:
@@ -152,7 +153,7 @@ with tab_upload:
             st.markdown(f"**{f.name}**")
             try:
                 prep = prepare_image(open_image(f.getvalue(), name=f.name), shape, invert=invert, dark_background=dark)
-                rec = analysis.reconstruct(tm, prep.array[None])[0]
+                rec = inference.reconstruct(tm, prep.array[None])[0]
             except AecoreError as e:
                 show_error(e)
                 continue
@@ -169,11 +170,11 @@ with tab_noise:
         clean = test_x[:n]
         try:
             noisy = add_noise(clean, std, seed=NOISE_SEED)  # x + std·N(0, 1), clipped to [0, 1]
-            denoised = analysis.reconstruct(tm, noisy)
+            denoised = inference.reconstruct(tm, noisy)
         except AecoreError as e:
             show_error(e, "cannot denoise")
         else:
-            p_noisy, p_out = analysis.psnr(mse(noisy, clean)), analysis.psnr(mse(denoised, clean))
+            p_noisy, p_out = baselines.psnr(mse(noisy, clean)), baselines.psnr(mse(denoised, clean))
             gain = None if math.isinf(p_noisy) or math.isinf(p_out) else f"{p_out - p_noisy:+.2f} dB"
             a, b = st.columns(2)
             a.metric("PSNR noisy vs clean", fmt_db(p_noisy))
@@ -234,7 +235,7 @@ with tab_draw:
                     try:
                         pil = Image.fromarray((rgba * 255).round().astype(np.uint8))
                         prep = prepare_image(pil, shape, invert="auto", dark_background=dark)
-                        rec = analysis.reconstruct(tm, prep.array[None])[0]
+                        rec = inference.reconstruct(tm, prep.array[None])[0]
                     except AecoreError as e:
                         show_error(e, "cannot reconstruct the drawing")
                     else:

@@ -4,12 +4,12 @@ background, then type a sequence and see what it answers."""
 import pandas as pd
 import streamlit as st
 
-from aecore import analysis
 from aecore.errors import AecoreError
-from aecore.jobs import default_name, step_frame
+from aecore.explore import inference
+from aecore.explore.sequences import expected_output, format_tokens, parse_tokens, random_sequences
 from aecore.models.seq import Seq2SeqConfig
-from aecore.seqtask import expected_output, format_tokens, parse_tokens, random_sequences
-from aecore.workflow import TrainRequest
+from aecore.runs.jobs import default_name, step_frame
+from aecore.runs.request import TrainRequest
 from pages._common import MODEL_KEY, ensure_navigation, pick_model, registry, remember_job, show_error
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
@@ -197,7 +197,7 @@ if not (text or "").strip():
 else:
     try:
         ids = parse_tokens(text, length, vocab)
-        pred = analysis.reconstruct(tm, ids[None])[0]  # (1, length) -> (1, out_len) token ids
+        pred = inference.reconstruct(tm, ids[None])[0]  # (1, length) -> (1, out_len) token ids
     except AecoreError as e:
         show_error(e, "cannot read this sequence")
     else:
@@ -217,8 +217,8 @@ n_eval = e1.number_input("Sequences", 10, 100_000, 1000, step=100, key="seq_eval
 if e2.button("Measure", key="seq_eval", width="stretch"):
     x, target = random_sequences(int(n_eval), length, vocab, out_len)
     try:
-        acc = analysis.sequence_accuracy(tm, x, target)
-        examples = analysis.reconstruct(tm, x[:8])
+        acc = inference.sequence_accuracy(tm, x, target)
+        examples = inference.reconstruct(tm, x[:8])
     except AecoreError as e:
         show_error(e, "cannot score this model")
     else:

@@ -1,6 +1,6 @@
 """Train: pick a preset or design a model, train it live, stop it, continue it.
 
-The run lives in the process-wide job registry (aecore.jobs), not in this page:
+The run lives in the process-wide job registry (aecore.runs.jobs), not in this page:
 the page keeps only the job id, in the URL, so a reload or a page switch finds
 the same run. A fragment polls the job while it runs.
 """
@@ -11,15 +11,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from aecore import analysis
 from aecore.data import DATASETS
 from aecore.device import describe_device
 from aecore.errors import AecoreError, ConfigError
-from aecore.jobs import LIVE_POLL_S, JobView, default_name
+from aecore.explore import figures, latent
+from aecore.forms import FieldSpec, model_fields, parse_int_list, unflatten
 from aecore.models import MODELS, config_from_dict, parameter_count
 from aecore.presets import PRESETS
-from aecore.schema import FieldSpec, model_fields, parse_int_list, unflatten
-from aecore.workflow import TrainRequest, resume_request
+from aecore.runs.jobs import LIVE_POLL_S, JobView, default_name
+from aecore.runs.request import TrainRequest, resume_request
 from pages._common import (
     DATA_DIR,
     MODEL_KEY,
@@ -333,7 +333,7 @@ def _snapshot_views(v: JobView, kind: str) -> None:
     with left:
         if kind == "image":
             st.image(
-                enlarge(analysis.recon_grid(snap.originals, snap.reconstructions, n=10)),
+                enlarge(figures.recon_grid(snap.originals, snap.reconstructions, n=10)),
                 width="stretch",
                 output_format="PNG",
                 caption="validation originals (top) over reconstructions (bottom)",
@@ -365,7 +365,7 @@ def _snapshot_views(v: JobView, kind: str) -> None:
     with right:
         codes = snap.codes.reshape(len(snap.codes), -1)
         if codes.shape[1] >= 1 and len(codes) > 1:
-            xy = analysis.project_2d(codes, "pca")
+            xy = latent.project_2d(codes, "pca")
             labels = None if snap.labels is None else snap.labels.astype(str)
             fig = go.Figure(
                 go.Scattergl(

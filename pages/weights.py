@@ -6,9 +6,9 @@ import plotly.graph_objects as go
 import streamlit as st
 from torch import nn
 
-from aecore import analysis
 from aecore.data import as_float
 from aecore.errors import AecoreError
+from aecore.explore import figures, inference
 from pages._common import ensure_navigation, model_bundle, pick_model, show_error
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
@@ -62,7 +62,7 @@ if units > 1:
 else:
     n = 1
 try:
-    sheet = analysis.weight_tiles(weight[:n], shape, max_tiles=n, min_tile=24 if conv else 15)
+    sheet = figures.weight_tiles(weight[:n], shape, max_tiles=n, min_tile=24 if conv else 15)
 except AecoreError as e:
     show_error(e, "cannot draw these weights")
     st.stop()
@@ -85,7 +85,7 @@ st.image(enlarge(sheet), caption=text, output_format="PNG")
 convs = conv_layers(tm.model) if conv else []
 if len(convs) > 1 and st.checkbox("Also show the second layer's filters", key="w_second", persist_state="session"):
     w2 = convs[1].weight.detach().cpu()
-    sheet2 = analysis.weight_tiles(w2, shape, max_tiles=400, min_tile=24)
+    sheet2 = figures.weight_tiles(w2, shape, max_tiles=400, min_tile=24)
     st.image(
         enlarge(sheet2),
         output_format="PNG",
@@ -127,7 +127,7 @@ st.caption(
 st.subheader("How active is each code unit?")
 bundle = model_bundle(tm)
 if bundle is not None:
-    codes = analysis.encode(tm, as_float(bundle.test.x[:CODE_ITEMS], bundle))
+    codes = inference.encode(tm, as_float(bundle.test.x[:CODE_ITEMS], bundle))
     mean, std = codes.mean(0), codes.std(0)
     dead = int((std < 1e-6).sum())
     c1, c2 = st.columns(2)

@@ -106,8 +106,8 @@ def page_store(tmp_path_factory):
 
     Tests that use it must not delete these models; use ``page_env`` to point
     the app's ModelStore() here."""
+    from aecore.runs.request import TrainRequest, train
     from aecore.store import ModelStore
-    from aecore.workflow import TrainRequest, train
 
     root = tmp_path_factory.mktemp("page_store")
     store = ModelStore(root)

@@ -1,4 +1,4 @@
-"""Targets for aecore.jobs.run_in_process in tests: importable by name in a spawned process."""
+"""Targets for aecore.runs.jobs.run_in_process in tests: importable by name in a spawned process."""
 
 import os
 import signal

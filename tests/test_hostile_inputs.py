@@ -27,10 +27,11 @@ from aecore import cli
 from aecore.data import load_dataset
 from aecore.data.raw import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, open_image
 from aecore.errors import DataError
-from aecore.images import prepare_image
+from aecore.explore.uploads import prepare_image
 from aecore.models import DenseConfig, build_model
-from aecore.preprocess import Normaliser
-from aecore.store import ModelStore, TrainedModel
+from aecore.models.trained import TrainedModel
+from aecore.normalise import Normaliser
+from aecore.store import ModelStore
 
 SHAPE = (1, 8, 8)
 

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from aecore.errors import ConfigError, StoreError
-from aecore.jobs import JobRegistry, default_name, step_frame
+from aecore.runs.jobs import JobRegistry, default_name, step_frame
+from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
-from aecore.workflow import TrainRequest
 
 
 def req(epochs=2, **kw) -> TrainRequest:
@@ -177,7 +177,7 @@ def test_the_janitor_stops_runs_nobody_looks_at(tmp_path):
 
 # --- the training process --------------------------------------------------------------
 def bare_job(name="j"):
-    from aecore.jobs import TrainingJob
+    from aecore.runs.jobs import TrainingJob
 
     return TrainingJob("t" + name, req(1), name, "cpu")
 
@@ -194,7 +194,7 @@ def test_runs_train_in_their_own_process_and_relay_progress(reg):
 
 
 def test_a_training_process_that_dies_fails_the_job_with_a_message():
-    from aecore.jobs import run_in_process
+    from aecore.runs.jobs import run_in_process
 
     job = bare_job()
     out = run_in_process("job_targets:die", None, job)
@@ -205,7 +205,7 @@ def test_a_training_process_that_dies_fails_the_job_with_a_message():
 
 
 def test_a_bug_in_the_training_process_comes_back_with_its_trace():
-    from aecore.jobs import run_in_process
+    from aecore.runs.jobs import run_in_process
 
     out = run_in_process("job_targets:boom", 7, bare_job())
     assert out["status"] == "failed" and "RuntimeError: boom 7" in out["message"]
@@ -213,7 +213,7 @@ def test_a_bug_in_the_training_process_comes_back_with_its_trace():
 
 
 def test_the_jobs_stop_reaches_its_process():
-    from aecore.jobs import run_in_process
+    from aecore.runs.jobs import run_in_process
 
     job = bare_job()
     threading.Timer(1.0, job.stop).start()

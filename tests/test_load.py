@@ -132,7 +132,7 @@ class Explorer:
 
 
 def run_load(tmp_path: Path, sessions: int, trainers: int, seconds: float) -> dict:
-    from aecore.workflow import TrainRequest, train
+    from aecore.runs.request import TrainRequest, train
 
     store_dir = tmp_path / "store"
     store = ModelStore(store_dir)

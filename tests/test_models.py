@@ -345,8 +345,8 @@ def test_config_dict_round_trip(name):
 
 def test_engine_does_not_import_streamlit():
     code = (
-        "import sys, aecore, aecore.cli, aecore.workflow, aecore.analysis, aecore.store, aecore.train, "
-        "aecore.presets, aecore.models, aecore.data, aecore.images, aecore.preprocess, aecore.device; "
+        "import sys, aecore, aecore.cli, aecore.runs.request, aecore.explore.inference, aecore.store, aecore.train, "
+        "aecore.presets, aecore.models, aecore.data, aecore.explore.uploads, aecore.normalise, aecore.device; "
         "assert 'streamlit' not in sys.modules, 'streamlit was imported'"
     )
     r = run_python(["-c", code], timeout=60)

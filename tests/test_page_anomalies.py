@@ -1,6 +1,6 @@
 """The Anomalies page through AppTest: the error histogram, the threshold and what it flags, AUROC
 against an outlier set, the worst-reconstructed inputs, vector models, and the empty store.
-(aecore.anomaly itself is unit-tested in test_anomaly.py.)"""
+(aecore.explore.anomalies itself is unit-tested in test_anomaly.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from conftest import open_page, store_env
 from PIL import Image
 
-from aecore import analysis, anomaly
 from aecore.data import load_dataset
+from aecore.explore import anomalies, figures, inference
 from aecore.store import ModelStore
 
 
@@ -40,7 +40,7 @@ def direct(page_store):
     """ae-digits' per-item errors on its test split and on the inverted test split, computed here."""
     tm = ModelStore(page_store).load("ae-digits")
     x = load_dataset("digits").test.x
-    return tm, x, analysis.per_item_errors(tm, x), analysis.per_item_errors(tm, anomaly.outlier_set(x, "invert"))
+    return tm, x, inference.per_item_errors(tm, x), inference.per_item_errors(tm, anomalies.outlier_set(x, "invert"))
 
 
 def ok(at):
@@ -102,7 +102,7 @@ def test_worst_k_are_the_largest_errors(page_env, direct, media):
     assert table["error"].to_numpy() == pytest.approx(np.sort(normal)[::-1][:5], rel=1e-5)
     assert table["label"].tolist() == [str(v) for v in load_dataset("digits").test.labels[expected]]
     # the picture: those five originals over their reconstructions, each pixel a crisp square
-    grid = analysis.image_grid([x[expected], analysis.reconstruct(tm, x[expected])])
+    grid = figures.image_grid([x[expected], inference.reconstruct(tm, x[expected])])
     png = media(at.get("image")[0].proto.imgs[0].url)
     f = png.shape[1] // grid.shape[1]
     np.testing.assert_array_equal(png, grid.repeat(f, 0).repeat(f, 1))
@@ -114,7 +114,7 @@ def test_inverted_digits_are_detected(page_env, direct):
     ok(at)
     m = metrics(at)
     auc = float(m["AUROC"])
-    assert auc == pytest.approx(anomaly.auroc(normal, inverted), abs=1e-3)
+    assert auc == pytest.approx(anomalies.auroc(normal, inverted), abs=1e-3)
     assert auc > 0.5  # inverted digits are reconstructed worse than real ones, well beyond chance
     t = np.quantile(normal, 0.99)
     assert pct(m["Flagged: outliers"]) == pytest.approx(np.mean(inverted > t), abs=1e-3)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import open_page, store_env
 
-from aecore import analysis
 from aecore.data import DATASETS, load_dataset
+from aecore.explore import inference
 from aecore.store import ModelStore
 
 
@@ -157,11 +157,11 @@ def test_manifold_demo_draws_the_learned_code_on_the_data(page_env, model, name,
     pts = points(data)
     assert pts.shape == (1000, dim)
     tm = ModelStore(page_env).load(model)
-    code = analysis.encode(tm, pts.astype(np.float32))[:, 0]
+    code = inference.encode(tm, pts.astype(np.float32))[:, 0]
     np.testing.assert_allclose(arr(data["marker"]["color"]), code, rtol=1e-4, atol=1e-5)  # coloured by code
     # the learned curve: every point's reconstruction, in order of its code
     order = np.argsort(code, kind="stable")
-    expected = analysis.reconstruct(tm, pts.astype(np.float32))[order]
+    expected = inference.reconstruct(tm, pts.astype(np.float32))[order]
     np.testing.assert_allclose(points(recon), expected, rtol=1e-4, atol=1e-4)
     assert points(curve).shape == (200, dim)
     m = {x.label: x.value for x in at.metric}

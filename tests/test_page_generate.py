@@ -9,14 +9,14 @@ import pytest
 from conftest import open_page, store_env
 from PIL import Image
 
-from aecore import analysis
 from aecore.data import load_dataset
-from aecore.images import to_png_array
+from aecore.explore import inference
+from aecore.explore.figures import to_png_array
+from aecore.runs.request import TrainRequest, train
 from aecore.store import ModelStore
-from aecore.workflow import TrainRequest, train
 
 H = W = 8  # sklearn digits
-PAD = 2  # analysis.image_grid's default
+PAD = 2  # figures.image_grid's default
 
 
 def image(at, media, caption_start: str) -> np.ndarray:
@@ -50,21 +50,21 @@ def test_sliders_start_at_the_median_code_and_decode_live(page_env, media):
     at = open_page("generate", model_name="ae-digits")
     ok(at)
     tm = ModelStore(page_env).load("ae-digits")
-    codes = analysis.encode(tm, load_dataset("digits").test.x)
-    ranges = analysis.latent_ranges(tm, codes)
+    codes = inference.encode(tm, load_dataset("digits").test.x)
+    ranges = inference.latent_ranges(tm, codes)
     z = np.median(codes, 0)
     sliders = [at.slider(key=f"gen_z{i}") for i in range(8)]
     for i, s in enumerate(sliders):
         assert (s.min, s.max) == pytest.approx(tuple(ranges[i]), abs=1e-5)
         assert s.value == pytest.approx(z[i], abs=1e-5)
     before = image(at, media, "decoded")
-    np.testing.assert_allclose(before, to_png_array(analysis.decode(tm, z)[0], 32), atol=1)
+    np.testing.assert_allclose(before, to_png_array(inference.decode(tm, z)[0], 32), atol=1)
 
     at.slider(key="gen_z0").set_value(sliders[0].max).run()
     ok(at)
     after = image(at, media, "decoded")
     z[0] = sliders[0].max
-    np.testing.assert_allclose(after, to_png_array(analysis.decode(tm, z)[0], 32), atol=1)
+    np.testing.assert_allclose(after, to_png_array(inference.decode(tm, z)[0], 32), atol=1)
     assert np.abs(after - before).mean() > 1  # the image really changed
 
     at.button(key="gen_random").click().run()
@@ -120,7 +120,7 @@ def test_grid_is_n_by_n_and_interpolation_has_the_chosen_steps(page_env, media):
     # both ends of the top row decode the two images' own codes: their reconstructions
     tm = ModelStore(page_env).load("ae-digits")
     x = load_dataset("digits").test.x
-    rec = analysis.reconstruct(tm, x[[5, 9]])
+    rec = inference.reconstruct(tm, x[[5, 9]])
     for col, r in ((0, rec[0]), (5, rec[1])):
         y0, x0 = PAD * s, (PAD + col * (W + PAD)) * s
         np.testing.assert_allclose(row[y0 : y0 + H * s, x0 : x0 + W * s], to_png_array(r, s), atol=1)

@@ -10,9 +10,9 @@ import pytest
 from conftest import open_page, store_env
 from PIL import Image
 
-from aecore import analysis
 from aecore.data import load_dataset
-from aecore.images import to_png_array
+from aecore.explore import inference
+from aecore.explore.figures import to_png_array
 from aecore.store import ModelStore
 
 
@@ -89,7 +89,7 @@ def test_clicking_a_point_decodes_that_point(page_env, media):
         assert set(urls) == {"original", "decoded code", "|difference|"}
         got = pixels(media, urls["decoded code"]).astype(int)
         x = digits.test.x[i : i + 1]
-        want = to_png_array(analysis.reconstruct(tm, x)[0], 12).astype(int)  # 8x8 shown 12x larger
+        want = to_png_array(inference.reconstruct(tm, x)[0], 12).astype(int)  # 8x8 shown 12x larger
         assert got.shape == want.shape == (96, 96)
         assert np.abs(got - want).max() <= 1
         assert np.array_equal(pixels(media, urls["original"]), to_png_array(x[0], 12))

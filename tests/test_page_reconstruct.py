@@ -1,4 +1,4 @@
-"""The Reconstruct page through AppTest, and aecore.images.add_noise that it uses."""
+"""The Reconstruct page through AppTest, and aecore.explore.uploads.add_noise that it uses."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from conftest import open_page, store_env
 from PIL import Image, ImageDraw
 
 from aecore.errors import ConfigError
-from aecore.images import add_noise
+from aecore.explore.uploads import add_noise
 
 TEST, UPLOAD, NOISE, DRAW = range(4)  # the page's tabs
 
 
-# --- aecore.images.add_noise -----------------------------------------------------------
+# --- aecore.explore.uploads.add_noise -----------------------------------------------------------
 def test_add_noise_is_seeded_clipped_and_scaled():
     x = np.full((200, 1, 8, 8), 0.5, np.float32)
     a, b = add_noise(x, 0.1, seed=3), add_noise(x, 0.1, seed=3)

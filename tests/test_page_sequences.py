@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import new_app, open_page, store_env
 
-from aecore import analysis
-from aecore.seqtask import expected_output
+from aecore.explore import inference
+from aecore.explore.sequences import expected_output
 from aecore.store import ModelStore
 
 SEQ = "seq-reverse"
@@ -54,7 +54,7 @@ def test_a_typed_sequence_shows_prediction_and_per_token_correctness(page_env):
     assert not errors(at), errors(at)
     tm = ModelStore(page_env).load(SEQ)
     ids = np.array([[12, 7, 33, 4, 9, 41]])
-    pred = analysis.reconstruct(tm, ids)[0]
+    pred = inference.reconstruct(tm, ids)[0]
     expected = expected_output(ids[0], 3)
     assert expected.tolist() == [33, 7, 12]
     md = markdown(at)

@@ -12,7 +12,7 @@ from conftest import open_page, store_env
 from PIL import Image
 from torch import nn
 
-from aecore import analysis
+from aecore.explore import figures
 from aecore.store import ModelStore
 
 
@@ -66,13 +66,13 @@ def test_dense_model_shows_each_units_weights_as_tiles(page_env, media):
     assert (slider.min, slider.max, slider.value) == (1, 8, 8)  # one tile per hidden unit
     first = images(at)[0]
     assert "8 of 8 hidden units" in first.caption and "8×8 image" in first.caption
-    assert_enlarged(media(first.url), analysis.weight_tiles(w, (1, 8, 8), min_tile=15))
+    assert_enlarged(media(first.url), figures.weight_tiles(w, (1, 8, 8), min_tile=15))
 
     slider.set_value(3).run()
     ok(at)
     fewer = images(at)[0]
     assert "3 of 8 hidden units" in fewer.caption
-    assert_enlarged(media(fewer.url), analysis.weight_tiles(w[:3], (1, 8, 8), min_tile=15))
+    assert_enlarged(media(fewer.url), figures.weight_tiles(w[:3], (1, 8, 8), min_tile=15))
 
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [t["name"] for t in spec["data"]]
@@ -89,13 +89,13 @@ def test_conv_model_shows_first_and_second_layer_filters(page_env, media):
     assert at.slider(key="w_tiles").max == len(w1) == 16
     first = images(at)
     assert len(first) == 1 and "16 of 16 first-layer filters, each 3×3" in first[0].caption
-    assert_enlarged(media(first[0].url), analysis.weight_tiles(w1, (1, 8, 8), min_tile=24))
+    assert_enlarged(media(first[0].url), figures.weight_tiles(w1, (1, 8, 8), min_tile=24))
 
     at.checkbox(key="w_second").check().run()
     ok(at)
     both = images(at)
     assert len(both) == 2 and "8 second-layer filters" in both[1].caption
-    assert_enlarged(media(both[1].url), analysis.weight_tiles(w2, (1, 8, 8), min_tile=24))
+    assert_enlarged(media(both[1].url), figures.weight_tiles(w2, (1, 8, 8), min_tile=24))
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     n_layers = sum(1 for _, p in tm.model.named_parameters() if p.ndim >= 2)
     assert len(spec["data"]) == n_layers  # every conv layer, encoder and decoder

@@ -28,10 +28,11 @@ from PIL import Image
 from aecore.data.base import DataBundle
 from aecore.data.files import load_csv, load_user_dataset
 from aecore.errors import ConfigError, DataError, StoreError
-from aecore.images import prepare_image
+from aecore.explore.uploads import prepare_image
 from aecore.models import MODELS, config_from_dict, parameter_count
-from aecore.preprocess import Normaliser
-from aecore.store import ModelStore, TrainedModel
+from aecore.models.trained import TrainedModel
+from aecore.normalise import Normaliser
+from aecore.store import ModelStore
 from aecore.train import TrainConfig
 
 # A fixed, modest run by default; AECORE_FUZZ_EXAMPLES=2000 searches longer and at random

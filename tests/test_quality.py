@@ -124,8 +124,8 @@ def test_figures_are_pngs_of_a_sensible_size(quality_run):
 def test_reported_metrics_match_a_direct_computation(quality_run):
     from sklearn.metrics import roc_auc_score
 
-    from aecore import analysis
     from aecore.data import load_dataset
+    from aecore.explore import baselines, inference
     from aecore.store import ModelStore
 
     rows, store = quality_run["rows"], ModelStore(quality_run["store"])
@@ -135,10 +135,10 @@ def test_reported_metrics_match_a_direct_computation(quality_run):
     # the seed-002 row: test MSE and the seed's cost, recomputed from the saved model
     m = rows["basic-softplus"]["metrics"]
     tm = store.load(rows["basic-softplus"]["model"])
-    errors = analysis.per_item_errors(tm, test_x)
+    errors = inference.per_item_errors(tm, test_x)
     assert m["n_test"] == N_EVAL
     assert m["test_mse"] == pytest.approx(float(errors.mean()), rel=1e-5)
-    assert m["psnr_db"] == pytest.approx(analysis.psnr(float(errors.mean())), rel=1e-6)
+    assert m["psnr_db"] == pytest.approx(baselines.psnr(float(errors.mean())), rel=1e-6)
     assert m["test_sse_per_item"] == pytest.approx(784 * float(errors.mean()), rel=1e-5)
 
     # PCA at the same code size on the same 300 training images
@@ -146,16 +146,16 @@ def test_reported_metrics_match_a_direct_computation(quality_run):
     assert sorted(int(k) for k in curve) == [2, 10, 32]
     train_x = mnist.limit(300).train.x
     for k, v in curve.items():
-        pca = analysis.pca_fit(train_x, int(k))
-        assert v["pca_test_mse"] == pytest.approx(float(analysis.pca_errors(pca, test_x).mean()), rel=1e-4)
+        pca = baselines.pca_fit(train_x, int(k))
+        assert v["pca_test_mse"] == pytest.approx(float(baselines.pca_errors(pca, test_x).mean()), rel=1e-4)
         ae = store.load(v["model"])
         assert ae.model.latent_dim == int(k)
-        assert v["ae_test_mse"] == pytest.approx(float(analysis.per_item_errors(ae, test_x).mean()), rel=1e-5)
+        assert v["ae_test_mse"] == pytest.approx(float(inference.per_item_errors(ae, test_x).mean()), rel=1e-5)
 
     # the anomaly AUROC, from the MNIST model's errors on both test sets
     fashion = load_dataset("fashion-mnist", quality_run["data_dir"]).test.x[:N_EVAL]
     van = store.load(rows["anomaly-mnist-vs-fashion"]["model"])
-    e0, e1 = analysis.per_item_errors(van, test_x), analysis.per_item_errors(van, fashion)
+    e0, e1 = inference.per_item_errors(van, test_x), inference.per_item_errors(van, fashion)
     auroc = roc_auc_score(np.r_[np.zeros(len(e0)), np.ones(len(e1))], np.r_[e0, e1])
     assert rows["anomaly-mnist-vs-fashion"]["metrics"]["auroc"] == pytest.approx(auroc, abs=1e-9)
 

@@ -19,11 +19,12 @@ import pytest
 import torch
 from conftest import REPO
 
-from aecore import analysis
 from aecore.errors import StoreError
+from aecore.explore import inference
 from aecore.models import ConvConfig, DenseConfig, DenseVAEConfig, Seq2SeqConfig, build_model
-from aecore.preprocess import Normaliser
-from aecore.store import FILES, ModelStore, TrainedModel, validate_name
+from aecore.models.trained import TrainedModel
+from aecore.normalise import Normaliser
+from aecore.store import FILES, ModelStore, validate_name
 
 SHAPE = (1, 8, 8)
 CONFIGS = {
@@ -93,7 +94,7 @@ def test_round_trip_keeps_standardisation_statistics(store, digits):
     assert torch.equal(back.normaliser.mean, norm.mean) and torch.equal(back.normaliser.std, norm.std)
     assert back.model.data_range == tm.model.data_range
     x = digits.test.x[:20]
-    np.testing.assert_array_equal(analysis.reconstruct(back, x), analysis.reconstruct(tm, x))
+    np.testing.assert_array_equal(inference.reconstruct(back, x), inference.reconstruct(tm, x))
 
 
 def test_conv_adaptations_are_saved(store):
@@ -316,8 +317,9 @@ WRITER = r"""
 import sys, torch
 torch.set_num_threads(1)
 from aecore.models import DenseConfig, build_model
-from aecore.preprocess import Normaliser
-from aecore.store import ModelStore, TrainedModel
+from aecore.normalise import Normaliser
+from aecore.store import ModelStore
+from aecore.models.trained import TrainedModel
 store = ModelStore(sys.argv[1])
 i = 1
 while True:

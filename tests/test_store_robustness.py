@@ -28,8 +28,9 @@ from conftest import REPO
 
 from aecore.errors import StoreError
 from aecore.models import MAX_PARAMETERS, DenseConfig, build_model
-from aecore.preprocess import Normaliser
-from aecore.store import ModelStore, TrainedModel, validate_name
+from aecore.models.trained import TrainedModel
+from aecore.normalise import Normaliser
+from aecore.store import ModelStore, validate_name
 
 SHAPE = (1, 8, 8)
 FORK = multiprocessing.get_context("fork")

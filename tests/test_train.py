@@ -13,9 +13,9 @@ import torch
 from aecore.device import bf16_support, pick_device
 from aecore.errors import ConfigError
 from aecore.models import DenseConfig, Sparsity, build_model
-from aecore.preprocess import Normaliser
+from aecore.normalise import Normaliser
+from aecore.runs.request import TrainRequest, train
 from aecore.train import TrainConfig, Trainer, evaluate, split_tensors
-from aecore.workflow import TrainRequest, train
 
 SHAPE = (1, 8, 8)
 

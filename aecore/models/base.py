@@ -1,6 +1,6 @@
 """The surface every autoencoder shares, and the pieces the families reuse.
 
-Every model takes the *preprocessed* input (see :mod:`aecore.preprocess`) and
+Every model takes the *preprocessed* input (see :mod:`aecore.normalise`) and
 exposes ``encode``/``decode``/``forward``/``reconstruct``/``embed``; ``forward``
 returns an :class:`AEOutput` whose ``terms`` name every part of the loss, so the
 trainer, the CLI and the dashboard can plot each term without knowing the family.

@@ -32,9 +32,10 @@ import numpy as np
 
 from aecore.device import bf16_support, pick_device
 from aecore.errors import AecoreError, ConfigError, StoreError
-from aecore.store import ModelStore, TrainedModel, validate_name
+from aecore.models.trained import TrainedModel
+from aecore.runs.request import TrainRequest
+from aecore.store import ModelStore, validate_name
 from aecore.train import EpochEvent, Snapshot, StepEvent
-from aecore.workflow import TrainRequest
 
 ACTIVE = ("queued", "preparing", "running", "saving")
 # How often a live view refreshes (at least every 2 s is what a user should see), and
@@ -240,7 +241,7 @@ class TrainingJob:
                     # as many threads as the server's own torch uses (tests pin 1)
                     "threads": torch.get_num_threads(),
                 }
-                out = run_in_process("aecore.jobs:train_in_process", spec, self)
+                out = run_in_process("aecore.runs.jobs:train_in_process", spec, self)
             finally:
                 registry._release(self)
             if out.get("error") is not None:
@@ -389,7 +390,7 @@ def train_in_process(spec: dict, relay: Relay, stop) -> dict:
     """What a dashboard run does in its training process: train, then save."""
     import torch
 
-    from aecore import workflow
+    from aecore.runs import request as workflow
 
     torch.set_num_threads(spec["threads"])
     relay.set(status="preparing", message="loading the data and building the model.")

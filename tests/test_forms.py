@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from aecore.errors import ConfigError
+from aecore.forms import model_fields, parse_int_list, train_fields, unflatten
 from aecore.models import MODELS, config_from_dict
 from aecore.presets import PRESETS
-from aecore.schema import model_fields, parse_int_list, train_fields, unflatten
 from aecore.train import TrainConfig
 
 

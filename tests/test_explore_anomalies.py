@@ -1,12 +1,12 @@
-"""aecore.anomaly: outlier sets, thresholds and AUROC, without Streamlit."""
+"""aecore.explore.anomalies: outlier sets, thresholds and AUROC, without Streamlit."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from aecore.anomaly import auroc, flagged_fraction, outlier_set, threshold_at, worst
 from aecore.errors import ConfigError
+from aecore.explore.anomalies import auroc, flagged_fraction, outlier_set, threshold_at, worst
 
 
 def test_auroc_of_separable_scores_is_one_and_reversed_is_zero():

@@ -1,4 +1,4 @@
-"""aecore.workflow: what a user does (train a preset, evaluate it) and what it reports."""
+"""aecore.runs.request: what a user does (train a preset, evaluate it) and what it reports."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from aecore import analysis
 from aecore.data import load_dataset
 from aecore.errors import ConfigError, DataError
+from aecore.explore import inference
+from aecore.runs.request import TrainRequest, evaluate, prepare, train
 from aecore.train import evaluate as evaluate_loss
 from aecore.train import split_tensors
-from aecore.workflow import TrainRequest, evaluate, prepare, train
 
 
 class NeverTrains:
@@ -46,7 +46,7 @@ def test_train_reports_metrics_that_match_a_direct_computation(vanilla_run):
     assert m["epochs"] == 4 and len(tm.history) == 4
     for key in ("test_mse", "pca_test_mse", "psnr_db", "images_per_s", "wall_s", "final_train_loss", "final_val_loss"):
         assert math.isfinite(m[key]), key
-    direct = float(analysis.per_item_errors(tm, bundle.test.x).mean())
+    direct = float(inference.per_item_errors(tm, bundle.test.x).mean())
     assert m["test_mse"] == pytest.approx(direct, rel=1e-6)
     assert m["psnr_db"] == pytest.approx(10 * math.log10(1 / direct), rel=1e-6)
     assert m["pca_components"] == 8 and m["latent_dim"] == 8
@@ -63,7 +63,7 @@ def test_evaluate_on_another_split_is_consistent(vanilla_run):
     tm, _, bundle = vanilla_run
     val = evaluate(tm, bundle, split="val")
     assert val["n_items"] == len(bundle.val)
-    assert val["test_mse"] == pytest.approx(float(analysis.per_item_errors(tm, bundle.val.x).mean()), rel=1e-6)
+    assert val["test_mse"] == pytest.approx(float(inference.per_item_errors(tm, bundle.val.x).mean()), rel=1e-6)
 
 
 def test_vae_metrics_have_the_test_loss():
@@ -122,7 +122,7 @@ def test_seq2seq_reports_sequence_accuracy():
     assert 0.0 <= m["sequence_accuracy"] <= m["token_accuracy"] <= 1.0
     assert "test_mse" not in m
     assert m["n_items"] == len(bundle.test)
-    pred = analysis.reconstruct(tm, bundle.test.x)  # greedy decoding, token ids
+    pred = inference.reconstruct(tm, bundle.test.x)  # greedy decoding, token ids
     assert pred.shape == bundle.test.target.shape == (len(bundle.test), 3)
     hit = pred == bundle.test.target
     assert m["token_accuracy"] == pytest.approx(hit.mean())

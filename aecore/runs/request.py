@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from aecore import analysis
 from aecore.data import DATASETS, DataBundle, as_float, load_dataset
 from aecore.errors import ConfigError
+from aecore.explore import baselines, inference
 from aecore.models import ModelConfig, build_model, config_from_dict
-from aecore.preprocess import NORMALISATIONS, Normaliser
+from aecore.models.trained import TrainedModel
+from aecore.normalise import NORMALISATIONS, Normaliser
 from aecore.presets import Preset, check_compatible, get_preset
-from aecore.store import TrainedModel
 from aecore.train import TrainConfig, Trainer, TrainResult, split_tensors
 from aecore.train import evaluate as evaluate_loss
 
@@ -131,7 +131,7 @@ def prepare(request: TrainRequest) -> tuple[DataBundle, TrainedModel, TrainConfi
 def _dark_background(bundle: DataBundle) -> bool | None:
     if bundle.kind != "image":
         return None
-    from aecore.images import dataset_has_dark_background
+    from aecore.explore.uploads import dataset_has_dark_background
 
     return dataset_has_dark_background(bundle.train.x)
 
@@ -212,23 +212,23 @@ def evaluate(tm: TrainedModel, bundle: DataBundle, split: str = "test", pca_item
     loss, terms = evaluate_loss(model, x, t, batch if batch_sum else max(batch, 1024))
     out = {"split": split, "n_items": len(s), "test_loss": loss, "test_terms": terms, "latent_dim": model.latent_dim}
     if bundle.kind == "sequence":
-        out.update(analysis.sequence_accuracy(tm, s.x, s.target))
+        out.update(inference.sequence_accuracy(tm, s.x, s.target))
         return out
-    errors = analysis.per_item_errors(tm, s.x)
+    errors = inference.per_item_errors(tm, s.x)
     mse = float(errors.mean())
-    pca = analysis.pca_fit(as_float(bundle.train.x, bundle), model.latent_dim, max_items=pca_items)
-    pca_mse = float(analysis.pca_errors(pca, as_float(s.x, bundle)).mean())
+    pca = baselines.pca_fit(as_float(bundle.train.x, bundle), model.latent_dim, max_items=pca_items)
+    pca_mse = float(baselines.pca_errors(pca, as_float(s.x, bundle)).mean())
     dim = int(np.prod(bundle.sample_shape))
     out.update(
         {
             "test_mse": mse,
             "pca_test_mse": pca_mse,
-            "psnr_db": analysis.psnr(mse),
-            "pca_psnr_db": analysis.psnr(pca_mse),
+            "psnr_db": baselines.psnr(mse),
+            "pca_psnr_db": baselines.psnr(pca_mse),
             "pca_components": int(pca.components.shape[0]),
             "test_sse_per_item": mse * dim,
             "pca_sse_per_item": pca_mse * dim,
-            "compression_ratio": analysis.compression_ratio(bundle.sample_shape, model.latent_dim),
+            "compression_ratio": baselines.compression_ratio(bundle.sample_shape, model.latent_dim),
         }
     )
     if model.config.loss.reduction == "batch_sum" and model.config.loss.scale == 0.5:

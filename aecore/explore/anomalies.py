@@ -1,7 +1,7 @@
 """Reconstruction error as an anomaly score (seed 001): outlier sets, thresholds, AUROC.
 
 A model trained on normal data reconstructs normal items well and odd ones
-badly, so its per-item error (:func:`aecore.analysis.per_item_errors`) ranks
+badly, so its per-item error (:func:`aecore.explore.inference.per_item_errors`) ranks
 inputs by how unusual they are. When no second dataset of the same shape is at
 hand (8x8 digits have none), :func:`outlier_set` makes one from the normal
 items themselves: inverted, flipped, shuffled or pure noise.

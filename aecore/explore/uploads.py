@@ -102,12 +102,3 @@ def dataset_has_dark_background(x: np.ndarray) -> bool:
         [x[:, :, 0, :].ravel(), x[:, :, -1, :].ravel(), x[:, :, :, 0].ravel(), x[:, :, :, -1].ravel()]
     )
     return float(border.mean()) < 0.5
-
-
-def to_png_array(img: np.ndarray, scale: int = 1) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> uint8 (H*scale, W*scale[, 3]) for saving or display."""
-    a = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-    a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
-    if scale > 1:
-        a = a.repeat(scale, 0).repeat(scale, 1)
-    return a

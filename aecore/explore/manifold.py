@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aecore import analysis
 from aecore.errors import ConfigError
-from aecore.store import TrainedModel
+from aecore.explore import inference
+from aecore.models.trained import TrainedModel
 
 
 @dataclass
@@ -42,7 +42,7 @@ class LearnedManifold:
 
     @property
     def mse(self) -> float:
-        """Mean squared error per coordinate, as :func:`analysis.per_item_errors` averages it."""
+        """Mean squared error per coordinate, as :func:`inference.per_item_errors` averages it."""
         return float(self.errors.mean() / self.recon.shape[1]) if len(self.errors) else float("nan")
 
 
@@ -74,7 +74,7 @@ def decoded_curve(
         lo, hi = lo - 0.5, hi + 0.5
     span = hi - lo
     z = np.linspace(lo - extend * span, hi + extend * span, int(n), dtype=np.float32)
-    return z, analysis.decode(tm, z[:, None])  # (n,) -> (n, 1) codes -> (n, D) points
+    return z, inference.decode(tm, z[:, None])  # (n,) -> (n, 1) codes -> (n, D) points
 
 
 def learned_manifold(tm: TrainedModel, x: np.ndarray, n_curve: int = 200, extend: float = 0.1) -> LearnedManifold:
@@ -82,8 +82,8 @@ def learned_manifold(tm: TrainedModel, x: np.ndarray, n_curve: int = 200, extend
     curve over the codes' range (see :func:`decoded_curve`)."""
     _check_vector_model(tm)
     x = np.asarray(x, dtype=np.float32)
-    codes = analysis.encode(tm, x)  # (N, d)
-    recon = analysis.reconstruct(tm, x)  # (N, D), on the learned manifold
+    codes = inference.encode(tm, x)  # (N, d)
+    recon = inference.reconstruct(tm, x)  # (N, D), on the learned manifold
     order = np.argsort(codes[:, 0], kind="stable") if len(codes) else np.zeros(0, np.int64)
     errors = ((recon.astype(np.float64) - x) ** 2).sum(1)
     view = LearnedManifold(codes, recon, order, errors.astype(np.float32))

@@ -1,15 +1,15 @@
-"""aecore.manifold (the learned curve of a 1-D code) and aecore.seqtask (seed 000's sequence task)."""
+"""aecore.explore.manifold (the learned curve of a 1-D code) and aecore.explore.sequences (seed 000's sequence task)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from aecore import analysis
 from aecore.errors import ConfigError
-from aecore.manifold import decoded_curve, error_segments, learned_manifold, order_agreement
-from aecore.seqtask import expected_output, format_tokens, parse_tokens, random_sequences
-from aecore.workflow import TrainRequest, train
+from aecore.explore import inference
+from aecore.explore.manifold import decoded_curve, error_segments, learned_manifold, order_agreement
+from aecore.explore.sequences import expected_output, format_tokens, parse_tokens, random_sequences
+from aecore.runs.request import TrainRequest, train
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +24,11 @@ def test_learned_manifold_lies_on_the_decoder_curve(line_model):
     x = bundle.test.x[:300]
     view = learned_manifold(tm, x, n_curve=50)
     assert view.codes.shape == (300, 1) and view.recon.shape == (300, 2)
-    np.testing.assert_allclose(view.codes, analysis.encode(tm, x))
-    np.testing.assert_allclose(view.recon, analysis.reconstruct(tm, x))
+    np.testing.assert_allclose(view.codes, inference.encode(tm, x))
+    np.testing.assert_allclose(view.recon, inference.reconstruct(tm, x))
     assert (np.diff(view.code[view.order]) >= 0).all()  # sorted by code along the curve
     np.testing.assert_allclose(view.errors, ((view.recon - x) ** 2).sum(1), rtol=1e-5)
-    assert view.mse == pytest.approx(analysis.per_item_errors(tm, x).mean(), rel=1e-4)
+    assert view.mse == pytest.approx(inference.per_item_errors(tm, x).mean(), rel=1e-4)
     # the decoder's curve spans the codes plus 10% at each end, and reconstructions sit on it
     z = view.curve_codes
     span = view.code.max() - view.code.min()
@@ -36,7 +36,7 @@ def test_learned_manifold_lies_on_the_decoder_curve(line_model):
     assert z[-1] == pytest.approx(view.code.max() + 0.1 * span, abs=1e-5)
     assert view.curve.shape == (50, 2)
     # a point's reconstruction equals decode(its code): the curve through the data is the decoder
-    np.testing.assert_allclose(view.recon, analysis.decode(tm, view.codes), atol=1e-5)
+    np.testing.assert_allclose(view.recon, inference.decode(tm, view.codes), atol=1e-5)
     # on a line, the learned code orders the points along it
     assert order_agreement(view.code, bundle.test.labels[:300]) > 0.9
 

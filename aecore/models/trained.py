@@ -1,0 +1,37 @@
+"""A model with what it needs to be used: its normaliser, metadata, history and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from aecore.models.base import Autoencoder
+from aecore.normalise import Normaliser
+
+
+@dataclass
+class TrainedModel:
+    """A model with everything needed to use it: its preprocessing, where it
+    came from, and how its training went."""
+
+    model: Autoencoder
+    normaliser: Normaliser
+    meta: dict  # preset, dataset, data_kind, class_names, train config, seed, status
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    optimizer_state: dict | None = None
+    name: str | None = None
+
+    @property
+    def data_kind(self) -> str:
+        return self.meta.get("data_kind", "image")
+
+    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Data in its stored range ([0, 1] images) -> what the model reads."""
+        p = next(self.model.parameters())
+        return self.normaliser.forward(x.to(p.device, torch.float32))
+
+    def to_display(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.normaliser.inverse(x.float())
+        return out.clamp(0, 1) if self.data_kind == "image" else out

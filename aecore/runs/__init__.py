@@ -1,0 +1,1 @@
+"""One way to train and save: the request, the pipeline, the job registry and the training process."""
