@@ -7,7 +7,6 @@ only a bug shows a traceback.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import signal
@@ -86,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: opt-in fast mode where the hardware has it")
     sp.add_argument("--limit", type=_positive_int, help="train on the first N training items")
     sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    sp.add_argument("--seed", type=_nonneg_int, default=0)
+    sp.add_argument("--seed", type=_nonneg_int, help="RNG seed (default 0; a continued model keeps its own)")
     sp.add_argument("--name", help="model name in the store (default: <preset>-<dataset>-<time>)")
     sp.add_argument("--overwrite", action="store_true", help="replace a saved model of the same name")
     sp.add_argument("--resume", metavar="NAME", help="continue training a saved model (saved back under NAME)")
@@ -150,7 +149,7 @@ def cmd_presets(args) -> int:
                 [
                     {
                         "name": p.name,
-                        "seed": p.seed,
+                        "source": p.source,
                         "dataset": p.dataset,
                         "summary": p.summary,
                         "epochs": p.train.epochs,
@@ -165,7 +164,7 @@ def cmd_presets(args) -> int:
         )
         return 0
     _print_table(
-        [[p.name, p.seed or "-", p.dataset, p.train.epochs, p.train.batch_size, p.summary] for p in PRESETS.values()],
+        [[p.name, p.source or "-", p.dataset, p.train.epochs, p.train.batch_size, p.summary] for p in PRESETS.values()],
         ["preset", "seed", "dataset", "epochs", "batch", "model"],
     )
     return 0
@@ -282,13 +281,15 @@ def cmd_train(args) -> int:
 
 
 def _train(args, dist_info) -> int:
-    from aecore.runs.request import TrainRequest, train
+    from aecore.runs.pipeline import train_and_save
+    from aecore.runs.request import TrainRequest
 
     store = _store(args)
-    resume = store.load(args.resume, with_optimizer=True) if args.resume else None
-    preset = args.preset
+    seed = args.seed
+    if seed is None:  # a continued model keeps the seed that drew its splits
+        seed = store.load(args.resume).meta.seed if args.resume else 0
     request = TrainRequest(
-        preset=preset,
+        preset=args.preset,
         dataset=args.dataset,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -298,40 +299,37 @@ def _train(args, dist_info) -> int:
         precision=args.precision,
         limit=args.limit,
         device=args.device,
-        seed=args.seed,
+        seed=seed,
         data_dir=args.data_dir,
         download=args.download,
     )
     request.preset_obj()  # unknown preset: fail before loading any data
-    name = args.resume or args.name
-    if name is None:
-        ds = (args.dataset or request.preset_obj().dataset).split(":")[0]
-        name = f"{preset}-{ds}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    from aecore.store import validate_name
-
-    validate_name(name)
-    if not args.resume and store.exists(name) and not args.overwrite:
-        raise ConfigError(
-            f"a model named {name!r} already exists; pass --overwrite, --resume {name}, or another --name."
-        )
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop after this batch, keep the model
     try:
         progress = _Progress(dist_info.is_main and not args.no_progress and not args.json)
-        tm, result, _ = train(request, [progress], stop, resume=resume, evaluate_after=dist_info.is_main)
+        out = train_and_save(
+            request,
+            store,
+            args.name,
+            overwrite=args.overwrite,
+            resume_from=args.resume,
+            callbacks=[progress],
+            stop_event=stop,
+            save=dist_info.is_main,
+            world_size=dist_info.world_size,
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
+    result, tm = out.result, out.tm
     if not dist_info.is_main:
         return 0 if result.status not in ("diverged", "failed") else 1
-    tm.meta["world_size"] = dist_info.world_size
-    saved = None
-    if result.epochs_run > 0 or resume is not None:
-        saved = store.save(name, tm, overwrite=True if args.resume else args.overwrite)
     summary = {
-        "name": name if saved else None,
-        "path": str(saved) if saved else None,
+        "name": out.saved_as,
+        "path": str(store.path(out.saved_as)) if out.saved_as else None,
         "status": result.status,
-        "message": result.message,
+        "message": out.message,
+        "notes": out.notes,
         **tm.metrics,
     }
     if args.json:
@@ -339,8 +337,10 @@ def _train(args, dist_info) -> int:
     else:
         m = tm.metrics
         print(f"{result.status}: {result.message}")
-        if saved:
-            print(f"saved as {name!r} in {store.root}")
+        for note in out.notes:
+            print(f"note: {note}")
+        if out.saved_as:
+            print(f"saved as {out.saved_as!r} in {store.root}")
         if "test_mse" in m:
             print(
                 f"test MSE {m['test_mse']:.5f} (PSNR {m['psnr_db']:.2f} dB); PCA with {m['pca_components']} "
@@ -355,26 +355,19 @@ def _train(args, dist_info) -> int:
 
 
 def _model_and_data(args, dataset: str | None):
-    from aecore.data import load_dataset
+    from aecore.runs.request import model_data
 
     tm = _store(args).load(args.name)
-    name = dataset or tm.meta.get("dataset")
-    bundle = load_dataset(name, getattr(args, "data_dir", None), seed=int(tm.meta.get("seed", 0)))
-    if tuple(bundle.sample_shape) != tuple(tm.model.config.input_shape):
-        raise ConfigError(
-            f"model {args.name!r} takes items of shape {tuple(tm.model.config.input_shape)}, "
-            f"but {name} has {bundle.sample_shape}."
-        )
-    return tm, bundle
+    return tm, model_data(tm, getattr(args, "data_dir", None), dataset)
 
 
 def cmd_eval(args) -> int:
-    from aecore.runs.request import evaluate
+    from aecore.explore.metrics import evaluate
 
     tm, bundle = _model_and_data(args, args.dataset)
     metrics = evaluate(tm, bundle)
     metrics["dataset"] = bundle.name
-    if args.dataset in (None, tm.meta.get("dataset")):
+    if args.dataset in (None, tm.meta.dataset):
         _store(args).update_metrics(args.name, {k: v for k, v in metrics.items() if k != "test_terms"})
     if args.json:
         print(json.dumps(metrics, indent=2, default=float))
@@ -427,7 +420,7 @@ def cmd_reconstruct(args) -> int:
     for f in args.files:
         try:
             prep = prepare_image(
-                Path(f), shape, invert=args.invert, dark_background=bool(tm.meta.get("dark_background", True))
+                Path(f), shape, invert=args.invert, dark_background=tm.meta.dark_background is not False
             )
         except AecoreError as e:
             print(f"error: {e}", file=sys.stderr)

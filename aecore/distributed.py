@@ -6,6 +6,10 @@ on CPUs, NCCL on GPUs), trains on its own shard of the training split, and
 only rank 0 writes to the store and prints. The batch size stays the global
 one: each process takes ``batch_size / N`` items per step, so N processes run
 the same optimisation as one, only faster.
+
+The trainer's loop is the same with one process or N: ``shard``, ``rank_seed``,
+``local_batch_size``, ``wrap`` and ``reduce_terms_and_stop`` do the DDP part and
+give back their input unchanged when there is one process.
 """
 
 from __future__ import annotations
@@ -58,6 +62,53 @@ def init_from_env(device: str = "auto") -> tuple[DistInfo, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return current(), device
+
+
+def shard(x: torch.Tensor, t: torch.Tensor | None, info: DistInfo) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This process's part of the training split: every ``world_size``-th item
+    from ``rank`` on, the targets cut the same way as the inputs."""
+    if not info.enabled:
+        return x, t
+    # Equal shards so that every process runs the same number of steps
+    # (a rank with one step more would wait forever in its all-reduce).
+    per = len(x) // info.world_size
+    x = x[info.rank :: info.world_size][:per]
+    t = None if t is None else t[info.rank :: info.world_size][:per]
+    return x, t
+
+
+def rank_seed(seed: int, info: DistInfo) -> int:
+    """The seed of this process's shuffle: each rank draws its own order of its shard."""
+    return seed + 1000 * info.rank
+
+
+def local_batch_size(batch_size: int, info: DistInfo) -> int:
+    """Items per step on this process, so that all processes together take ``batch_size``."""
+    return max(batch_size // info.world_size, 1)
+
+
+def wrap(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """The module the training step calls: under DDP its backward averages the
+    gradients over the processes; alone it is the model itself."""
+    if not info.enabled:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model)
+
+
+def reduce_terms_and_stop(terms: torch.Tensor, stop: bool, info: DistInfo) -> tuple[torch.Tensor, bool]:
+    """The step's loss terms, shape (n_terms,), averaged over the processes, and
+    whether any process asked to stop (then the terms are this process's own:
+    the step is not taken). Alone: ``terms`` and ``stop`` as given."""
+    if not info.enabled:
+        return terms, stop
+    # Every rank must take the same decision (stop, diverged) at the same step,
+    # so the terms and the stop flag are reduced together.
+    flag = torch.tensor([float(stop)], device=terms.device)
+    buf = torch.cat([terms, flag])  # (n_terms + 1,): the terms, then the flag
+    dist.all_reduce(buf)
+    if buf[-1].item() > 0:
+        return terms, True
+    return buf[:-1] / info.world_size, False
 
 
 def shutdown() -> None:

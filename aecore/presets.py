@@ -32,7 +32,7 @@ IMAGE, VECTOR, SEQUENCE = "image", "vector", "sequence"
 @dataclass(frozen=True)
 class Preset:
     name: str
-    seed: str  # the tutorial it comes from ("000".."003"), or "" for an added recipe
+    source: str  # the tutorial (seed) it comes from ("000".."003"), or "" for an added recipe
     summary: str
     dataset: str
     make_model: Callable[[tuple[int, ...]], ModelConfig]
@@ -41,8 +41,8 @@ class Preset:
     val_fraction: float | None = None
     accepts: tuple[str, ...] = (IMAGE, VECTOR)
     notes: str = ""
-    # The seed's own cost units, reported beside the standard metrics.
-    seed_cost: str | None = None
+    # The source tutorial's own cost units, reported beside the standard metrics.
+    source_cost: str | None = None
 
     def model_config(self, input_shape: tuple[int, ...], latent_dim: int | None = None) -> ModelConfig:
         cfg = self.make_model(tuple(input_shape))
@@ -125,7 +125,7 @@ PRESETS: dict[str, Preset] = {
             _SEED002_TRAIN,
             normalisation="standardize",
             notes=_SEED002_NOTE,
-            seed_cost="half_sse",
+            source_cost="half_sse",
         ),
         Preset(
             "gaussian-noise",
@@ -136,7 +136,7 @@ PRESETS: dict[str, Preset] = {
             _SEED002_TRAIN,
             normalisation="standardize",
             notes=_SEED002_NOTE,
-            seed_cost="half_sse",
+            source_cost="half_sse",
         ),
         Preset(
             "sparse-kl",
@@ -151,7 +151,7 @@ PRESETS: dict[str, Preset] = {
             ),
             _SEED002_TRAIN,
             normalisation="standardize",
-            seed_cost="half_sse",
+            source_cost="half_sse",
             notes=_SEED002_NOTE + " The seed's sparse_reg is 0.0 (so its penalty did nothing) and its KL divides "
             "logarithms; here the textbook KL summed over the 200 units, weight 1.0.",
         ),

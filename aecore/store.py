@@ -35,6 +35,7 @@ from aecore.errors import AecoreError, ConfigError, StoreError
 from aecore.models import build_model, config_from_dict
 from aecore.models.trained import TrainedModel
 from aecore.normalise import Normaliser
+from aecore.records import STORE_FIELDS, ModelMeta, history_from_json
 
 FORMAT = "aecore-model/1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -204,7 +205,7 @@ class ModelStore:
             "model": model.config.to_dict(),
             "normalisation": tm.normaliser.kind,
             "adaptations": list(model.adaptations),
-            **{k: v for k, v in tm.meta.items() if k not in ("model", "normalisation", "adaptations")},
+            **{k: v for k, v in tm.meta.to_dict().items() if k not in ("name", "created", *STORE_FIELDS)},
         }
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         tensors.update(tm.normaliser.state_tensors())
@@ -284,14 +285,15 @@ class ModelStore:
         model.data_range = normaliser.model_range()
         model.to(device).eval()
         history = _read_json(folder / "history.json") if (folder / "history.json").exists() else []
+        history = history_from_json(history, name)
         metrics = _read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
-        meta = {k: v for k, v in cfg.items() if k not in ("format", "model")}
+        meta = ModelMeta.from_dict(cfg, name)
         opt = _optimizer_from_file(folder / "optimizer.safetensors") if with_optimizer else None
         return TrainedModel(
             model,
             normaliser,
             meta,
-            history if isinstance(history, list) else [],
+            history,
             metrics if isinstance(metrics, dict) else {},
             opt,
             name,

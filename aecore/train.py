@@ -6,6 +6,13 @@ permutation (see ../shared/notes/speed.md: 1.3-4x over a DataLoader here).
 The loop checks a stop event before every batch, refuses to apply a step whose
 loss is not finite, and reports through callbacks that a progress bar or the
 dashboard can follow without knowing anything about training.
+
+``Trainer.fit`` runs its parts in order: ``_setup`` (seeds, the splits on the
+device, this process's shard, the optimiser), then for each epoch
+``_train_epoch`` (``get_batch`` and ``train_step`` for every batch) and
+``_end_epoch`` (``estimate_loss`` on the validation split, best weights, early
+stopping, the history record), and ``_finish``. What differs under DDP lives in
+aecore.distributed, whose functions hand back their input when there is one process.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import ctypes
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -280,6 +287,64 @@ def take_snapshot(
     return Snapshot(orig, rec, codes, labels)
 
 
+@dataclass(eq=False)
+class _Run:
+    """One call of ``fit``: the data on the device, the optimiser, and what one
+    epoch hands on to the next (best loss, last good weights, counters, outcome)."""
+
+    model: Autoencoder
+    train_model: torch.nn.Module  # the model, or its DDP wrapper (distributed.wrap)
+    bundle: DataBundle
+    normaliser: Normaliser
+    dist: distributed.DistInfo
+    # None once released after running out of memory
+    x: torch.Tensor | None  # this process's shard of the training split
+    t: torch.Tensor | None
+    xv: torch.Tensor | None
+    tv: torch.Tensor | None
+    snap_x: torch.Tensor
+    snap_labels: np.ndarray | None
+    gen: torch.Generator
+    n: int  # training items on this process
+    bs: int  # items per step on this process
+    steps: int  # per epoch
+    total_steps: int
+    eval_bs: int
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR | None
+    channels_last: bool
+    history: list[dict]
+    start_epoch: int
+    best: float
+    best_epoch: int
+    last_good: dict
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    status: Literal["done", "stopped", "early_stopped", "diverged", "failed"] = "done"
+    message: str = ""
+    epochs_run: int = 0
+    seen: int = 0  # items trained on, all processes together
+    train_time: float = 0.0  # seconds in the epochs' steps, validation excluded
+    t0: float = 0.0
+    last_snap: float = 0.0
+
+
+@dataclass
+class _Epoch:
+    index: int  # 0-based within this call of fit
+    number: int  # 1-based over the whole history: a resumed run counts on
+    sums: dict[str, float] = field(default_factory=dict)  # term -> its sum over the items
+    seen: int = 0  # items, all processes together
+    train_s: float = 0.0
+
+
+@dataclass
+class _Step:
+    outcome: Literal["applied", "stopped", "diverged"]
+    loss: float = math.nan
+    terms: dict[str, float] = field(default_factory=dict)
+
+
 class Trainer:
     """Trains one model on one dataset. Thread-safe to drive from a worker thread:
     it never touches UI code, and ``stop_event`` may be set from any thread."""
@@ -344,11 +409,47 @@ class Trainer:
         history: list[dict] | None,
         optimizer_state: dict | None,
     ) -> TrainResult:
+        run = self._setup(model, bundle, normaliser, history, optimizer_state)
+        self._emit(
+            "on_train_start",
+            {
+                "epochs": self.config.epochs,
+                "steps_per_epoch": run.steps,
+                "n_train": run.n,
+                "start_epoch": run.start_epoch,
+                "device": str(self.device),
+            },
+        )
+        run.t0 = run.last_snap = time.perf_counter()
+        try:
+            for e in range(self.config.epochs):
+                ep = self._train_epoch(run, e)
+                # a stop before the epoch's first step leaves nothing to record
+                if run.status == "diverged" or (run.status == "stopped" and ep.seen == 0):
+                    break
+                if not self._end_epoch(run, ep):
+                    break
+        except RuntimeError as err:
+            if "out of memory" not in str(err).lower():
+                raise
+            self._out_of_memory(run)
+        return self._finish(run)
+
+    def _setup(
+        self,
+        model: Autoencoder,
+        bundle: DataBundle,
+        normaliser: Normaliser,
+        history: list[dict] | None,
+        optimizer_state: dict | None,
+    ) -> _Run:
+        """Seeds, the model and the splits on the device, this process's shard,
+        the optimiser and its schedule, and the best epoch so far."""
         cfg, device = self.config, self.device
         history = list(history or [])
         start_epoch = len(history)
+        # seeded by the epoch too, so that a resumed run does not replay the first epochs' draws
         torch.manual_seed(cfg.seed + start_epoch)
-        gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
         if device.type == "cpu":
             tune_malloc()
         channels_last = device.type == "cpu" and has_conv(model)
@@ -361,31 +462,22 @@ class Trainer:
         x, t = split_tensors(bundle, "train", normaliser, device, channels_last)
         xv, tv = split_tensors(bundle, "val", normaliser, device, channels_last)
         di = distributed.current()
-        train_model: torch.nn.Module = model
-        global_bs = cfg.batch_size
-        if di.enabled:
-            # Equal shards so that every process runs the same number of steps
-            # (a rank with one step more would wait forever in its all-reduce).
-            per = len(x) // di.world_size
-            x = x[di.rank :: di.world_size][:per]
-            t = None if t is None else t[di.rank :: di.world_size][:per]
-            global_bs = max(cfg.batch_size // di.world_size, 1)
-            gen.manual_seed(cfg.seed + start_epoch + 1000 * di.rank)
-            train_model = torch.nn.parallel.DistributedDataParallel(model)
+        x, t = distributed.shard(x, t, di)
+        gen = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + start_epoch, di))
         n = len(x)
-        bs = min(global_bs, n)
+        bs = min(distributed.local_batch_size(cfg.batch_size, di), n)
         steps = n // bs if cfg.drop_last else math.ceil(n / bs)
+        # A batch-summed loss grows with the batch, so validation must use the
+        # training batch size for its numbers to compare with the training loss.
         batch_sum = getattr(model.config, "loss", None) is not None and model.config.loss.reduction == "batch_sum"
         eval_bs = bs if batch_sum else max(bs, 1024)
-        snap_x = xv[: self.snapshot_items]
-        snap_labels = None if bundle.val.labels is None else bundle.val.labels[: self.snapshot_items]
 
         opt = make_optimizer(model, cfg, device)
         if optimizer_state is not None:
             try:
                 opt.load_state_dict(optimizer_state)
             except (ValueError, KeyError, RuntimeError):
-                optimizer_state = None  # a changed optimizer starts fresh; weights still resume
+                pass  # a changed optimizer starts fresh; weights still resume
         total_steps = steps * cfg.epochs
         sched = None
         if cfg.lr_schedule == "cosine":
@@ -394,191 +486,231 @@ class Trainer:
             )
 
         best = min((h["val_loss"] for h in history if h.get("val_loss") is not None), default=math.inf)
-        best_epoch = next((h["epoch"] for h in history if h.get("val_loss") == best), 0)
-        best_state = None
-        last_good = copy.deepcopy(model.state_dict())
-        bad_epochs = 0
-        status, message = "done", ""
-        self._emit(
-            "on_train_start",
-            {
-                "epochs": cfg.epochs,
-                "steps_per_epoch": steps,
-                "n_train": n,
-                "start_epoch": start_epoch,
-                "device": str(device),
-            },
+        return _Run(
+            model=model,
+            train_model=distributed.wrap(model, di),
+            bundle=bundle,
+            normaliser=normaliser,
+            dist=di,
+            x=x,
+            t=t,
+            xv=xv,
+            tv=tv,
+            snap_x=xv[: self.snapshot_items],
+            snap_labels=None if bundle.val.labels is None else bundle.val.labels[: self.snapshot_items],
+            gen=gen,
+            n=n,
+            bs=bs,
+            steps=steps,
+            total_steps=total_steps,
+            eval_bs=eval_bs,
+            opt=opt,
+            sched=sched,
+            channels_last=channels_last,
+            history=history,
+            start_epoch=start_epoch,
+            best=best,
+            best_epoch=next((h["epoch"] for h in history if h.get("val_loss") == best), 0),
+            last_good=copy.deepcopy(model.state_dict()),
         )
-        t0 = time.perf_counter()
-        train_time, seen = 0.0, 0
-        last_snap = time.perf_counter()
-        epochs_run = 0
-        try:
-            for e in range(cfg.epochs):
-                epoch = start_epoch + e + 1
-                model.train()
-                perm = torch.randperm(n, generator=gen).to(device)
-                sums: dict[str, float] = {}
-                epoch_seen = 0
-                te = time.perf_counter()
-                for s in range(steps):
-                    if not di.enabled and self.stop_event.is_set():
-                        status, message = "stopped", f"stopped by request during epoch {epoch}."
-                        break
-                    idx = perm[s * bs : (s + 1) * bs]
-                    xb = x.index_select(0, idx)
-                    tb = None if t is None else t.index_select(0, idx)
-                    with self._autocast():
-                        out = train_model(xb, tb)
-                    names = list(out.terms)
-                    # one device sync per step: the values feed the progress display
-                    # and the divergence check before the step is applied
-                    vt = torch.stack([v.detach().float() for v in out.terms.values()])
-                    if di.enabled:
-                        # Every rank must take the same decision (stop, diverged) at the
-                        # same step, so the terms and the stop flag are reduced together.
-                        flag = torch.tensor([float(self.stop_event.is_set())], device=vt.device)
-                        buf = torch.cat([vt, flag])
-                        torch.distributed.all_reduce(buf)
-                        if buf[-1].item() > 0:
-                            status, message = "stopped", f"stopped by request during epoch {epoch}."
-                            break
-                        vt = buf[:-1] / di.world_size
-                    vals = vt.tolist()
-                    loss_val = float(sum(vals))
-                    if not math.isfinite(loss_val):
-                        model.load_state_dict(last_good)
-                        kept = (
-                            f"the weights from the end of epoch {epoch - 1} were kept"
-                            if epoch > 1
-                            else "no epoch finished, so no trained weights exist"
-                        )
-                        status = "diverged"
-                        message = (
-                            f"training diverged: the loss became {loss_val} at epoch {epoch}, step {s + 1} "
-                            f"(learning rate {cfg.lr:g}); {kept}. Lower the learning rate and try again."
-                        )
-                        break
-                    opt.zero_grad(set_to_none=True)
-                    out.loss.backward()
-                    opt.step()
-                    if sched is not None:
-                        sched.step()
-                    for k, v in zip(names, vals):
-                        sums[k] = sums.get(k, 0.0) + v * len(xb) * di.world_size
-                    epoch_seen += len(xb) * di.world_size
-                    seen += len(xb) * di.world_size
-                    if self.callbacks:
-                        now = time.perf_counter()
-                        elapsed_train = train_time + (now - te)
-                        ips = seen / max(elapsed_train, 1e-9)
-                        done_steps = e * steps + s + 1
-                        eta = (total_steps - done_steps) * elapsed_train / done_steps
-                        snap = None
-                        if self.snapshot_every_s is not None and now - last_snap >= self.snapshot_every_s:
-                            snap = take_snapshot(model, bundle, normaliser, snap_x, snap_labels)
-                            last_snap = time.perf_counter()
-                        self._emit(
-                            "on_step_end",
-                            StepEvent(
-                                epoch,
-                                s + 1,
-                                steps,
-                                done_steps,
-                                loss_val,
-                                dict(zip(names, vals)),
-                                ips,
-                                now - t0,
-                                eta,
-                                snap,
-                            ),
-                        )
-                epoch_train_s = time.perf_counter() - te
-                train_time += epoch_train_s
-                if status == "diverged" or (status == "stopped" and epoch_seen == 0):
-                    break
-                train_terms = {k: v / max(epoch_seen, 1) for k, v in sums.items()}
-                val_loss, val_terms = (None, {})
-                if len(xv):
-                    val_loss, val_terms = evaluate(model, xv, tv, eval_bs, self._autocast)
-                    if not math.isfinite(val_loss):
-                        model.load_state_dict(last_good)
-                        status = "diverged"
-                        message = (
-                            f"training diverged: the validation loss became {val_loss} after epoch {epoch} "
-                            f"(learning rate {cfg.lr:g}); the previous weights were kept. "
-                            "Lower the learning rate and try again."
-                        )
-                        break
-                epochs_run += 1
-                if status != "diverged":
-                    last_good = copy.deepcopy(model.state_dict())
-                improved = val_loss is not None and val_loss < best - cfg.min_delta
-                if improved:
-                    best, best_epoch, bad_epochs = val_loss, epoch, 0
-                    if cfg.early_stopping_patience and cfg.restore_best:
-                        best_state = copy.deepcopy(model.state_dict())
-                else:
-                    bad_epochs += 1
-                ips = seen / max(train_time, 1e-9)
-                record = {
-                    "epoch": epoch,
-                    "train_loss": sum(train_terms.values()),
-                    "train_terms": train_terms,
-                    "val_loss": val_loss,
-                    "val_terms": val_terms,
-                    "images_per_s": epoch_seen / max(epoch_train_s, 1e-9),
-                    "elapsed_s": time.perf_counter() - t0,
-                    "partial": status == "stopped",
-                }
-                history.append(record)
-                eta = (cfg.epochs - e - 1) * (time.perf_counter() - t0) / (e + 1)
-                snap = take_snapshot(model, bundle, normaliser, snap_x, snap_labels)
-                self._emit(
-                    "on_epoch_end",
-                    EpochEvent(
-                        epoch,
-                        start_epoch + cfg.epochs,
-                        record["train_loss"],
-                        train_terms,
-                        val_loss,
-                        val_terms,
-                        ips,
-                        time.perf_counter() - t0,
-                        eta,
-                        best_epoch,
-                        snap,
-                    ),
+
+    def get_batch(self, run: _Run, perm: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Batch ``s`` of the epoch: the items at ``perm[s * bs : (s + 1) * bs]``
+        (the last batch may be short), gathered on the device."""
+        idx = perm[s * run.bs : (s + 1) * run.bs]
+        xb = run.x.index_select(0, idx)
+        tb = None if run.t is None else run.t.index_select(0, idx)
+        return xb, tb
+
+    def train_step(self, run: _Run, xb: torch.Tensor, tb: torch.Tensor | None) -> _Step:
+        """Forward, then backward and an optimiser step, unless the loss is not
+        finite or a stop was asked for (under DDP: by any process)."""
+        with self._autocast():
+            out = run.train_model(xb, tb)
+        # one device sync per step: the values feed the progress display
+        # and the divergence check before the step is applied
+        vt = torch.stack([v.detach().float() for v in out.terms.values()])  # (n_terms,)
+        vt, stop = distributed.reduce_terms_and_stop(vt, self.stop_event.is_set(), run.dist)
+        if stop:
+            return _Step("stopped")
+        terms = dict(zip(out.terms, vt.tolist()))
+        loss = float(sum(terms.values()))
+        if not math.isfinite(loss):
+            return _Step("diverged", loss, terms)
+        run.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        run.opt.step()
+        if run.sched is not None:
+            run.sched.step()
+        return _Step("applied", loss, terms)
+
+    def _train_epoch(self, run: _Run, e: int) -> _Epoch:
+        """One pass over this process's shard in a fresh order. It ends early on a
+        stop request or a non-finite loss; ``run.status`` then says which."""
+        ep = _Epoch(index=e, number=run.start_epoch + e + 1)
+        run.model.train()
+        perm = torch.randperm(run.n, generator=run.gen).to(self.device)
+        te = time.perf_counter()
+        for s in range(run.steps):
+            # Alone, a stop is taken before the batch; under DDP only through the
+            # step's reduce, so that every process stops at the same step.
+            if not run.dist.enabled and self.stop_event.is_set():
+                run.status, run.message = "stopped", f"stopped by request during epoch {ep.number}."
+                break
+            xb, tb = self.get_batch(run, perm, s)
+            step = self.train_step(run, xb, tb)
+            if step.outcome == "stopped":
+                run.status, run.message = "stopped", f"stopped by request during epoch {ep.number}."
+                break
+            if step.outcome == "diverged":
+                kept = (
+                    f"the weights from the end of epoch {ep.number - 1} were kept"
+                    if ep.number > 1
+                    else "no epoch finished, so no trained weights exist"
                 )
-                if status == "stopped":
-                    break
-                if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
-                    status = "early_stopped"
-                    message = (
-                        f"early stopping: no improvement of the validation loss for "
-                        f"{cfg.early_stopping_patience} epochs; best was epoch {best_epoch}."
-                    )
-                    break
-        except RuntimeError as err:
-            if "out of memory" not in str(err).lower():
-                raise
-            model.load_state_dict(last_good)
-            del x, xv, t, tv
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            status = "failed"
-            message = f"out of memory on {device}: try a smaller batch size or model; the last good weights were kept."
-        if best_state is not None and status in ("done", "early_stopped"):
-            model.load_state_dict(best_state)
-            if status == "early_stopped":
-                message += " Its weights were restored."
-        if status == "done":
-            message = f"trained {epochs_run} epoch(s)."
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
-        wall = time.perf_counter() - t0
+                self._diverge(
+                    run,
+                    f"training diverged: the loss became {step.loss} at epoch {ep.number}, step {s + 1} "
+                    f"(learning rate {self.config.lr:g}); {kept}. Lower the learning rate and try again.",
+                )
+                break
+            for k, v in step.terms.items():
+                ep.sums[k] = ep.sums.get(k, 0.0) + v * len(xb) * run.dist.world_size
+            ep.seen += len(xb) * run.dist.world_size
+            run.seen += len(xb) * run.dist.world_size
+            if self.callbacks:
+                self._report_step(run, ep, s, step, te)
+        ep.train_s = time.perf_counter() - te
+        run.train_time += ep.train_s
+        return ep
+
+    def _report_step(self, run: _Run, ep: _Epoch, s: int, step: _Step, te: float) -> None:
+        """``on_step_end``, with a snapshot when ``snapshot_every_s`` has passed since the last."""
+        now = time.perf_counter()
+        elapsed_train = run.train_time + (now - te)
+        ips = run.seen / max(elapsed_train, 1e-9)
+        done_steps = ep.index * run.steps + s + 1
+        eta = (run.total_steps - done_steps) * elapsed_train / done_steps
+        snap = None
+        if self.snapshot_every_s is not None and now - run.last_snap >= self.snapshot_every_s:
+            snap = take_snapshot(run.model, run.bundle, run.normaliser, run.snap_x, run.snap_labels)
+            run.last_snap = time.perf_counter()
+        self._emit(
+            "on_step_end",
+            StepEvent(ep.number, s + 1, run.steps, done_steps, step.loss, step.terms, ips, now - run.t0, eta, snap),
+        )
+
+    def estimate_loss(self, run: _Run) -> tuple[float | None, dict[str, float]]:
+        """The validation loss and its terms; (None, {}) without a validation split."""
+        if not len(run.xv):
+            return None, {}
+        return evaluate(run.model, run.xv, run.tv, run.eval_bs, self._autocast)
+
+    def _end_epoch(self, run: _Run, ep: _Epoch) -> bool:
+        """Validation, the best and last good weights, the history record and
+        ``on_epoch_end``. False when training ends here: a non-finite validation
+        loss, a stop request, or early stopping."""
+        cfg = self.config
+        train_terms = {k: v / max(ep.seen, 1) for k, v in ep.sums.items()}
+        val_loss, val_terms = self.estimate_loss(run)
+        if val_loss is not None and not math.isfinite(val_loss):
+            self._diverge(
+                run,
+                f"training diverged: the validation loss became {val_loss} after epoch {ep.number} "
+                f"(learning rate {cfg.lr:g}); the previous weights were kept. "
+                "Lower the learning rate and try again.",
+            )
+            return False
+        run.epochs_run += 1
+        run.last_good = copy.deepcopy(run.model.state_dict())
+        self._track_best(run, ep, val_loss)
+        ips = run.seen / max(run.train_time, 1e-9)
+        record = {
+            "epoch": ep.number,
+            "train_loss": sum(train_terms.values()),
+            "train_terms": train_terms,
+            "val_loss": val_loss,
+            "val_terms": val_terms,
+            "images_per_s": ep.seen / max(ep.train_s, 1e-9),
+            "elapsed_s": time.perf_counter() - run.t0,
+            "partial": run.status == "stopped",
+        }
+        run.history.append(record)
+        eta = (cfg.epochs - ep.index - 1) * (time.perf_counter() - run.t0) / (ep.index + 1)
+        snap = take_snapshot(run.model, run.bundle, run.normaliser, run.snap_x, run.snap_labels)
+        self._emit(
+            "on_epoch_end",
+            EpochEvent(
+                ep.number,
+                run.start_epoch + cfg.epochs,
+                record["train_loss"],
+                train_terms,
+                val_loss,
+                val_terms,
+                ips,
+                time.perf_counter() - run.t0,
+                eta,
+                run.best_epoch,
+                snap,
+            ),
+        )
+        if run.status == "stopped":
+            return False
+        if cfg.early_stopping_patience and run.bad_epochs >= cfg.early_stopping_patience:
+            run.status = "early_stopped"
+            run.message = (
+                f"early stopping: no improvement of the validation loss for "
+                f"{cfg.early_stopping_patience} epochs; best was epoch {run.best_epoch}."
+            )
+            return False
+        return True
+
+    def _track_best(self, run: _Run, ep: _Epoch, val_loss: float | None) -> None:
+        """Early stopping's bookkeeping: the best validation loss, its epoch and
+        (when they are to be restored) its weights, and the epochs since."""
+        cfg = self.config
+        if val_loss is not None and val_loss < run.best - cfg.min_delta:
+            run.best, run.best_epoch, run.bad_epochs = val_loss, ep.number, 0
+            if cfg.early_stopping_patience and cfg.restore_best:
+                run.best_state = copy.deepcopy(run.model.state_dict())
+        else:
+            run.bad_epochs += 1
+
+    def _diverge(self, run: _Run, message: str) -> None:
+        run.model.load_state_dict(run.last_good)
+        run.status, run.message = "diverged", message
+
+    def _out_of_memory(self, run: _Run) -> None:
+        run.model.load_state_dict(run.last_good)
+        # the splits go first, so that the allocator's cache has their memory to hand back
+        run.x = run.t = run.xv = run.tv = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        run.status = "failed"
+        run.message = (
+            f"out of memory on {self.device}: try a smaller batch size or model; the last good weights were kept."
+        )
+
+    def _finish(self, run: _Run) -> TrainResult:
+        """The best weights back where early stopping asks for them, the final
+        message, the model's usual memory layout, and ``on_train_end``."""
+        if run.best_state is not None and run.status in ("done", "early_stopped"):
+            run.model.load_state_dict(run.best_state)
+            if run.status == "early_stopped":
+                run.message += " Its weights were restored."
+        if run.status == "done":
+            run.message = f"trained {run.epochs_run} epoch(s)."
+        if run.channels_last:
+            run.model.to(memory_format=torch.contiguous_format)
         result = TrainResult(
-            status, message, history, epochs_run, best_epoch, wall, seen / max(train_time, 1e-9), opt.state_dict()
+            run.status,
+            run.message,
+            run.history,
+            run.epochs_run,
+            run.best_epoch,
+            time.perf_counter() - run.t0,
+            run.seen / max(run.train_time, 1e-9),
+            run.opt.state_dict(),
         )
         self._emit("on_train_end", result)
         return result

@@ -63,8 +63,9 @@ import torch  # noqa: E402
 from aecore.data import DataBundle, as_float, load_dataset  # noqa: E402
 from aecore.device import describe_device, pick_device  # noqa: E402
 from aecore.explore import baselines, figures, inference  # noqa: E402
+from aecore.explore.metrics import evaluate  # noqa: E402
 from aecore.presets import PRESETS, get_preset  # noqa: E402
-from aecore.runs.request import TrainRequest, evaluate, prepare  # noqa: E402
+from aecore.runs.request import TrainRequest, prepare  # noqa: E402
 from aecore.store import ModelStore, TrainedModel  # noqa: E402
 from aecore.train import Trainer, TrainResult  # noqa: E402
 
@@ -121,7 +122,7 @@ class Experiment:
 
 
 def _faithful_ids() -> list[str]:
-    return [p.name for p in PRESETS.values() if p.seed]
+    return [p.name for p in PRESETS.values() if p.source]
 
 
 # Faithful presets whose seeds train for 100 epochs: they run last, under the budget.
@@ -137,7 +138,7 @@ def experiments() -> list[Experiment]:
         Experiment(
             n,
             "preset",
-            f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].seed})",
+            f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].source})",
             run_preset,
             ("presets", *(("seed002",) if n in SEED002 else ())),
         )
@@ -177,7 +178,7 @@ def experiments() -> list[Experiment]:
         ),
     ]
     out += [
-        Experiment(n, "preset", f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].seed})", run_preset, ("presets",))
+        Experiment(n, "preset", f"{n} on {PRESETS[n].dataset} (seed {PRESETS[n].source})", run_preset, ("presets",))
         for n in faithful_slow
     ]
     return out
@@ -282,13 +283,13 @@ class Ctx:
             if cfg.get("quality_key") == key and cfg.get("status") in ("done", "stopped", "early_stopped"):
                 tm = self.store.load(name, device=pick_device(a.device))
                 bundle = self.data(dataset, p.val_fraction)
-                info = {**tm.meta.get("quality_info", {}), "key": key, "reused": True, "model_name": name}
+                info = {**tm.meta.extra.get("quality_info", {}), "key": key, "reused": True, "model_name": name}
                 self.log(f"  {model_id}: reusing the stored model {name}")
                 self.models[model_id] = Trained(tm, bundle, info)
                 return self.models[model_id]
         t = self._train(model_id, preset, dataset, latent_dim, epochs, budget, key)
-        t.tm.meta["quality_key"] = key
-        t.tm.meta["quality_info"] = {k: v for k, v in t.info.items() if k != "key"}
+        t.tm.meta.extra["quality_key"] = key
+        t.tm.meta.extra["quality_info"] = {k: v for k, v in t.info.items() if k != "key"}
         self.store.save(name, t.tm, overwrite=True)
         t.info["model_name"] = name
         self.models[model_id] = t
@@ -330,7 +331,7 @@ class Ctx:
                 )
                 self.log(f"  {model_id}: {info['budget_note']}")
                 cfg = dataclasses.replace(cfg, epochs=fit)
-                tm.meta["train"] = cfg.to_dict()
+                tm.meta.train = cfg.to_dict()
                 info["epochs_planned"] = fit
         stop = threading.Event()
         timer = None
@@ -388,7 +389,7 @@ def _finish(tm: TrainedModel, result: TrainResult, cfg) -> None:
     """What aecore.runs.request.train records after Trainer.fit."""
     tm.history = result.history
     tm.optimizer_state = result.optimizer_state
-    tm.meta.update(
+    tm.meta.extra.update(
         status=result.status,
         message=result.message,
         train=cfg.to_dict(),
@@ -517,7 +518,7 @@ def standard_metrics(t: Trained) -> dict:
         "pca_components",
         "latent_dim",
         "compression_ratio",
-        "seed_cost_per_item",
+        "source_cost_per_item",
         "sequence_accuracy",
         "token_accuracy",
         "final_train_loss",
@@ -797,7 +798,7 @@ def run_preset(ctx: Ctx, exp: Experiment) -> dict:
     wall = t.info.get("train_wall_s")
     if t.bundle.kind == "image":
         row["figures"].append(recon_figure(ctx, t, name))
-    if p.seed == "002":
+    if p.source == "002":
         w = t.tm.model.first_layer_weight().detach().cpu()
         path = ctx.fig_dir / f"weights-{name}.png"
         save_png(figures.weight_tiles(w, t.bundle.sample_shape), path)
@@ -1186,7 +1187,7 @@ def write_markdown(ctx: Ctx) -> None:
             continue
         other = []
         for k, label in (
-            ("seed_cost_per_item", "seed cost"),
+            ("source_cost_per_item", "seed cost"),
             ("test_loss", "test loss"),
             ("sequence_accuracy", "seq acc"),
             ("token_accuracy", "token acc"),

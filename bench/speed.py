@@ -415,7 +415,7 @@ class Worker:
         return {"images": cb.images, "seconds": cb.t, "steps": cb.steps, "status": statuses[-1]}
 
     def _dashboard_window(self, seconds, warm, min_steps):
-        """The dashboard's path: the job's own training process (aecore.runs.jobs.run_in_process, as
+        """The dashboard's path: the job's own training process (aecore.runs.process.run_in_process, as
         the Train button starts it) trains the same synthetic data with live snapshots relayed
         to the job, while this process runs the Train page attached to the job once per poll
         interval through Streamlit's AppTest. AppTest reruns the whole page where the browser
@@ -425,7 +425,8 @@ class Worker:
 
         import torch
 
-        from aecore.runs.jobs import TrainingJob, run_in_process
+        from aecore.runs.jobs import TrainingJob
+        from aecore.runs.process import run_in_process
         from aecore.runs.request import TrainRequest
 
         s = self.s
@@ -702,7 +703,7 @@ def _train_page_for(job):
 
 
 def dashboard_target(payload, relay, stop):
-    """The dashboard row's training process (run by aecore.runs.jobs.run_in_process): aecore's
+    """The dashboard row's training process (run by aecore.runs.process.run_in_process): aecore's
     Trainer with the job's relay and live snapshots, timed by a _TrainerWindow."""
     from aecore.runs.jobs import LIVE_SNAPSHOT_ITEMS
     from aecore.train import Trainer

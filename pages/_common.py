@@ -14,6 +14,7 @@ from aecore.errors import AecoreError
 from aecore.explore.figures import to_png_array
 from aecore.models.trained import TrainedModel
 from aecore.runs.jobs import JobRegistry
+from aecore.runs.request import model_data
 from aecore.store import ModelStore
 
 
@@ -168,8 +169,8 @@ def _info_kind(info) -> str:
 def model_caption(tm: TrainedModel) -> str:
     m, meta = tm.metrics, tm.meta
     parts = [
-        f"preset {meta.get('preset', '?')}",
-        f"dataset {meta.get('dataset', '?')}",
+        f"preset {meta.preset or '?'}",
+        f"dataset {meta.dataset or '?'}",
         f"{tm.model.config.kind}",
         f"code size {tm.model.latent_dim}",
         f"{len(tm.history)} epoch(s)",
@@ -179,13 +180,18 @@ def model_caption(tm: TrainedModel) -> str:
     return " · ".join(parts)
 
 
+@st.cache_resource(max_entries=6, show_spinner="Loading the model's dataset...")
+def _model_data(dataset: str, seed: int, val_fraction: float | None, data_dir: str | None, _tm) -> DataBundle:
+    return model_data(_tm, data_dir)
+
+
 def model_bundle(tm: TrainedModel) -> DataBundle | None:
-    """The dataset a model was trained on, or a message when it is not here."""
-    name = tm.meta.get("dataset")
+    """The dataset a model was trained on, split as it was then (the test split
+    ``python -m aecore eval`` scores), or a message when it is not here."""
     try:
-        return load_bundle(name)
+        return _model_data(tm.meta.dataset, tm.meta.seed, tm.meta.val_fraction, DATA_DIR, tm)
     except AecoreError as e:
-        show_error(e, f"the dataset '{name}' of this model is not available")
+        show_error(e, f"the dataset '{tm.meta.dataset}' of this model is not available")
         return None
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from aecore.data import load_dataset
 from aecore.errors import AecoreError
-from aecore.runs.request import evaluate
+from aecore.explore.metrics import evaluate
 from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, store
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
@@ -41,7 +41,7 @@ def is_sequence(tm) -> bool:
 
 def test_bundle(tm):
     """The model's dataset with the split it was trained with (built-in splits depend on the seed)."""
-    name, seed = tm.meta.get("dataset"), int(tm.meta.get("seed") or 0)
+    name, seed = tm.meta.dataset, tm.meta.seed
     return load_bundle(name) if seed == 0 else load_dataset(name, DATA_DIR, seed=seed)
 
 
@@ -172,8 +172,8 @@ for name, tm in models.items():
     }
     if any(is_sequence(t) for t in models.values()):
         row |= {"sequence accuracy": m.get("sequence_accuracy"), "token accuracy": m.get("token_accuracy")}
-    if any(metrics[n].get("seed_cost_per_item") is not None for n in models):
-        row |= {"seed cost / item": m.get("seed_cost_per_item"), "seed total cost": m.get("seed_total_cost")}
+    if any(metrics[n].get("source_cost_per_item") is not None for n in models):
+        row |= {"seed cost / item": m.get("source_cost_per_item"), "seed total cost": m.get("source_total_cost")}
     rows.append(row)
 fmt = {
     "test MSE": "%.5f",

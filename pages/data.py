@@ -10,7 +10,8 @@ from aecore.data import DATASETS, RAW_FILES, as_float, download, resolve_data_di
 from aecore.errors import AecoreError
 from aecore.explore.manifold import error_segments, learned_manifold, order_agreement
 from aecore.explore.sequences import format_tokens
-from aecore.runs.request import TrainRequest, train
+from aecore.runs.pipeline import train
+from aecore.runs.request import TrainRequest
 from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, show_images, store
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py

@@ -8,7 +8,8 @@ from aecore.device import describe_device
 from aecore.errors import AecoreError
 from aecore.explore import figures, inference
 from aecore.presets import PRESETS
-from aecore.runs.request import TrainRequest, train
+from aecore.runs.pipeline import train
+from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
 from pages._common import enlarge, ensure_navigation, registry
 
@@ -100,7 +101,10 @@ if active:
 st.subheader("Presets")
 st.dataframe(
     pd.DataFrame(
-        [{"preset": p.name, "seed": p.seed or "-", "dataset": p.dataset, "model": p.summary} for p in PRESETS.values()]
+        [
+            {"preset": p.name, "source": p.source or "-", "dataset": p.dataset, "model": p.summary}
+            for p in PRESETS.values()
+        ]
     ),
     hide_index=True,
     width="stretch",

@@ -114,7 +114,7 @@ except AecoreError as e:
     st.stop()
 
 labels = bundle.test.labels[:n] if bundle.test.labels is not None else None
-names = bundle.class_names or tm.meta.get("class_names")
+names = bundle.class_names or tm.meta.class_names
 
 
 def label_name(v) -> str:

@@ -33,7 +33,7 @@ shape = tuple(tm.model.config.input_shape)  # (C, H, W)
 if len(shape) != 3:
     st.info("This page needs an image model; the selected model reads points or sequences.", icon="ℹ️")
     st.stop()
-dark = tm.meta.get("dark_background")
+dark = tm.meta.dark_background
 dark = True if dark is None else bool(dark)  # light strokes on black, like MNIST, unless the data say otherwise
 scale = max(2, round(96 / shape[1]))  # enlarge every image to about 96 px
 bundle = model_bundle(tm)
@@ -192,7 +192,7 @@ with tab_noise:
             show_images(
                 denoised, [f"MSE {e:.4f}" for e in ((denoised - clean) ** 2).reshape(n, -1).mean(1)], scale=scale
             )
-            if not any(k in str(tm.meta.get("preset", "")) for k in ("noise", "denois")):
+            if not any(k in tm.meta.preset for k in ("noise", "denois")):
                 st.caption(
                     "This model was trained on clean images; the `gaussian-noise` and `denoising-conv` "
                     "presets are trained to remove noise."

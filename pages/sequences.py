@@ -8,7 +8,8 @@ from aecore.errors import AecoreError
 from aecore.explore import inference
 from aecore.explore.sequences import expected_output, format_tokens, parse_tokens, random_sequences
 from aecore.models.seq import Seq2SeqConfig
-from aecore.runs.jobs import default_name, step_frame
+from aecore.runs.jobs import step_frame
+from aecore.runs.pipeline import default_name
 from aecore.runs.request import TrainRequest
 from pages._common import MODEL_KEY, ensure_navigation, pick_model, registry, remember_job, show_error
 

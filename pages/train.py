@@ -18,7 +18,8 @@ from aecore.explore import figures, latent
 from aecore.forms import FieldSpec, model_fields, parse_int_list, unflatten
 from aecore.models import MODELS, config_from_dict, parameter_count
 from aecore.presets import PRESETS
-from aecore.runs.jobs import LIVE_POLL_S, JobView, default_name
+from aecore.runs.jobs import LIVE_POLL_S, JobView
+from aecore.runs.pipeline import default_name
 from aecore.runs.request import TrainRequest, resume_request
 from pages._common import (
     DATA_DIR,
@@ -138,7 +139,7 @@ with form_col:
                 index=preset_names.index("vanilla"),
                 key="tr_preset",
                 persist_state="session",
-                format_func=lambda n: f"{n}  ({PRESETS[n].seed and 'seed ' + PRESETS[n].seed or 'added'})",
+                format_func=lambda n: f"{n}  ({PRESETS[n].source and 'seed ' + PRESETS[n].source or 'added'})",
                 help="A preset reproduces one experiment of the source tutorials.",
             )
             p = PRESETS[preset]
@@ -267,7 +268,7 @@ with form_col:
                 )
                 tm = load_model(resume_from)
                 st.caption(
-                    f"{tm.meta.get('preset')} on {tm.meta.get('dataset')}, {len(tm.history)} epoch(s) so far; "
+                    f"{tm.meta.preset} on {tm.meta.dataset}, {len(tm.history)} epoch(s) so far; "
                     "training continues with its optimizer state and is saved under the same name."
                 )
                 c1, c2 = st.columns(2)

@@ -10,7 +10,10 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
@@ -76,6 +79,31 @@ def mnist_dir(data_dir) -> Path:
     return data_dir
 
 
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout_s: float, what: str | Callable[[], str], interval_s: float = 0.05
+) -> T:
+    """Call ``predicate`` until it returns something truthy, and return that.
+
+    Tests wait on a condition, never for a fixed time: a fixed sleep is too short
+    on a loaded machine and wasted on an idle one. Past ``timeout_s`` this raises
+    an AssertionError naming ``what`` was awaited (a callable is asked only then,
+    so the message can describe the state at the deadline). The predicate is
+    always tried once more at the deadline, so a slow last poll is not lost."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {described}")
+        # the pause between polls, bounded by the deadline: not a synchronisation
+        time.sleep(max(0.0, min(interval_s, deadline - time.monotonic())))
+
+
 def run_python(
     args: list[str], env: dict | None = None, timeout: float = 120, cwd: Path = REPO, **kw
 ) -> subprocess.CompletedProcess:
@@ -106,7 +134,8 @@ def page_store(tmp_path_factory):
 
     Tests that use it must not delete these models; use ``page_env`` to point
     the app's ModelStore() here."""
-    from aecore.runs.request import TrainRequest, train
+    from aecore.runs.pipeline import train
+    from aecore.runs.request import TrainRequest
     from aecore.store import ModelStore
 
     root = tmp_path_factory.mktemp("page_store")

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import numpy as np
+from conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 # The README's pictures are retaken with AECORE_SCREENSHOTS_DIR=docs/screenshots; an
@@ -113,19 +114,17 @@ def streamlit_server(store: Path, workdir: Path, start_timeout: float = 60, env:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(proc, f"http://127.0.0.1:{port}", log)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{server.log_tail()}")
+        try:
+            return urllib.request.urlopen(server.url + "/_stcore/health", timeout=2).read() == b"ok"
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{server.log_tail()}")
-            try:
-                if urllib.request.urlopen(server.url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit not healthy after {start_timeout:.0f} s:\n{server.log_tail()}")
-            time.sleep(0.1)
+        wait_until(healthy, start_timeout, lambda: f"a healthy streamlit server:\n{server.log_tail()}", interval_s=0.1)
         yield server
     finally:
         proc.terminate()
@@ -162,15 +161,38 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     )
 
 
-def image_pixels(page, img_locator) -> np.ndarray:
-    """The pixels of the PNG the server sent for an <img> (its /media/... URL), as (H, W, C) uint8."""
-    from PIL import Image
+def fetch_image(page, img_locator, timeout: float = 60_000) -> tuple[str, np.ndarray]:
+    """The ``src`` of an <img> once the app is idle, and the pixels of the PNG the
+    server sends for it, as (H, W, C) uint8.
 
-    src = img_locator.get_attribute("src")
-    assert src, "the image has no src"
-    response = page.request.get(urljoin(page.url, src))
-    assert response.ok, f"GET {src}: {response.status}"
-    return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
+    Each rerun gives a changed image a new /media/... URL and the server forgets
+    the old one, so a ``src`` read while a rerun (or a slider's debounced rerun
+    that had not started yet) is drawing can answer 404: then this waits for the
+    app to be idle and for the page to show a different ``src``, and fetches that,
+    until ``timeout`` (ms). Pages whose fragment polls never stay idle: not for them."""
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    deadline = time.monotonic() + timeout / 1000
+    failed: list[str] = []
+    while True:
+        left_ms = max(1.0, (deadline - time.monotonic()) * 1000)
+        wait_idle(page, left_ms)
+        src = img_locator.get_attribute("src", timeout=left_ms)
+        assert src, "the image has no src"
+        response = page.request.get(urljoin(page.url, src))
+        if response.ok:
+            return src, np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
+        failed.append(f"GET {src}: {response.status}")
+        if response.status != 404 or time.monotonic() >= deadline:
+            raise AssertionError(f"could not fetch the image the page shows: {'; '.join(failed)}")
+        # a 404 for a src still shown once idle can only clear when the page shows another
+        expect(img_locator).not_to_have_attribute("src", src, timeout=max(1.0, (deadline - time.monotonic()) * 1000))
+
+
+def image_pixels(page, img_locator, timeout: float = 60_000) -> np.ndarray:
+    """The pixels of the image an <img> shows once the app is idle (see :func:`fetch_image`)."""
+    return fetch_image(page, img_locator, timeout)[1]
 
 
 def screenshot(page, name: str) -> Path:
@@ -187,11 +209,44 @@ def screenshot(page, name: str) -> Path:
     )
     page.set_viewport_size({"width": VIEWPORT["width"], "height": int(min(max(height, VIEWPORT["height"]), 4000))})
     try:
-        page.wait_for_timeout(500)  # let charts re-layout to the new size
+        wait_layout_settled(page)
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(VIEWPORT)
     return path
+
+
+# Resolves once the page's height and every chart's and image's box have stayed the
+# same for ``frames`` animation frames in a row, or at ``timeout`` ms with false.
+_LAYOUT_SETTLED_JS = """
+([frames, timeout]) => new Promise((resolve) => {
+  const end = performance.now() + timeout;
+  const boxes = '[data-testid=stPlotlyChart], [data-testid=stVegaLiteChart], [data-testid=stImage], canvas, svg';
+  const shape = () => JSON.stringify([
+    document.querySelector('[data-testid=stMain]')?.scrollHeight ?? document.body.scrollHeight,
+    [...document.querySelectorAll(boxes)].map((e) => { const r = e.getBoundingClientRect(); return [r.width, r.height]; }),
+  ]);
+  let last = shape(), same = 0;
+  const tick = () => {
+    const now = shape();
+    same = now === last ? same + 1 : 0;
+    last = now;
+    if (same >= frames) resolve(true);
+    else if (performance.now() > end) resolve(false);
+    else requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})
+"""
+
+
+def wait_layout_settled(page, frames: int = 10, timeout: float = 5_000) -> bool:
+    """Wait for charts to re-layout after a viewport change, as a condition, not a fixed time.
+
+    Returns whether it settled. Only screenshots use it, and a picture for the
+    README taken while a live chart is still moving is no test failure, so the
+    deadline ends the wait instead of failing."""
+    return bool(page.evaluate(_LAYOUT_SETTLED_JS, [frames, timeout]))
 
 
 def png_bytes(image) -> bytes:

@@ -1,13 +1,15 @@
-"""Targets for aecore.runs.jobs.run_in_process in tests: importable by name in a spawned process."""
+"""Targets for aecore.runs.process.run_in_process in tests: importable by name in a spawned process."""
 
 import os
 import signal
-import time
+
+from aecore.runs.process import Result
 
 
 def die(payload, relay, stop):
-    relay.set(message="about to die")
-    time.sleep(0.2)
+    # No pause before the kill: the relay writes to a pipe, and a message already
+    # in the pipe's kernel buffer is read by the parent after this process is gone.
+    relay.status("running", "about to die")
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -16,8 +18,11 @@ def boom(payload, relay, stop):
 
 
 def wait_for_stop(payload, relay, stop):
-    relay.set(status="running", message="waiting")
-    deadline = time.time() + payload
-    while not stop.is_set() and time.time() < deadline:
-        time.sleep(0.01)
-    return {"status": "stopped" if stop.is_set() else "done", "message": "ok", "pid": os.getpid()}
+    relay.status("running", "waiting")
+    stop.wait(payload)  # the stop, or ``payload`` seconds if it never comes
+    return Result("stopped" if stop.is_set() else "done", "ok", pid=os.getpid())
+
+
+def impostor(payload, relay, stop):
+    relay.conn.send({"saved_as": "someone-elses-model", "name": "x"})  # not a protocol message
+    return Result("done", "never read")

@@ -71,7 +71,7 @@ def test_demo_button_trains_shows_results_and_saves(trained_app, app_store):
     assert DEMO in store.names()
     back = store.load(DEMO)
     assert [h["epoch"] for h in back.history] == [1, 2, 3]
-    assert back.meta["preset"] == "vanilla" and back.meta["dataset"] == "digits"
+    assert back.meta.preset == "vanilla" and back.meta.dataset == "digits"
     # the saved-models table below lists it
     assert any(DEMO in df.value["model"].tolist() for df in at.dataframe if "model" in df.value.columns)
 

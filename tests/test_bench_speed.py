@@ -1,6 +1,7 @@
 """The README's speed benchmark runs end to end (a smoke run: one preset, short windows).
 
-It asserts what the run must produce, never how fast: speed is a benchmark, not a test."""
+It asserts what the run must produce, never how fast: speed is a benchmark, not a test.
+Marked slow (minutes of training on a small CPU): run it with ``-m slow``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_speed_bench_quick_run_writes_its_table_and_json(tmp_path):
     out = tmp_path / "results"
     cmd = [

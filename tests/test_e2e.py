@@ -21,6 +21,7 @@ from e2e_support import (
     VIEWPORT,
     chromium_browser,
     explained,
+    fetch_image,
     image_pixels,
     png_bytes,
     record_console,
@@ -196,9 +197,11 @@ def test_upload_an_image_and_see_its_reconstruction(page, server, console, flow)
         wait_idle(page, TIMEOUT_MS)
         # The model sees light strokes on black, like its training digits: the
         # white page became the dark background.
-        model_input = image_pixels(page, result.get_by_test_id("stImage").filter(has_text="model input").locator("img"))
+        model_input = image_pixels(
+            page, result.get_by_test_id("stImage").filter(has_text="model input").locator("img"), TIMEOUT_MS
+        )
         assert model_input.mean() < 100, f"the model input is not inverted (mean {model_input.mean():.0f})"
-        reconstruction = image_pixels(page, rec.locator("img"))
+        reconstruction = image_pixels(page, rec.locator("img"), TIMEOUT_MS)
         assert reconstruction.shape == model_input.shape
         assert reconstruction.std() > 5, "the reconstruction is a flat image"
         no_exception(page)
@@ -233,8 +236,8 @@ def test_move_a_latent_slider_and_see_the_decoded_image_change(page, server, con
         panel = page.get_by_role("tabpanel", name="Sliders")
         decoded = panel.get_by_test_id("stImage").filter(has_text="decoded").locator("img")
         expect(decoded).to_be_visible()
-        before_src = decoded.get_attribute("src")
-        before = image_pixels(page, decoded)
+        # read once idle, so that a src the page load's own rerun replaces is not mistaken for the slider's change
+        before_src, before = fetch_image(page, decoded, TIMEOUT_MS)
         # The first slider shown (gen_z<i>: a code of more than 16 values shows its 16 busiest).
         slider = panel.locator("[class*='st-key-gen_z'] input[type='range']").first
         start = slider.input_value()
@@ -244,8 +247,7 @@ def test_move_a_latent_slider_and_see_the_decoded_image_change(page, server, con
         page.keyboard.press("End")  # to the top of its range: a change no decoder can hide in rounding
         expect(slider).not_to_have_value(start)
         expect(decoded).not_to_have_attribute("src", before_src)
-        wait_idle(page, TIMEOUT_MS)
-        after = image_pixels(page, decoded)
+        after = image_pixels(page, decoded, TIMEOUT_MS)  # re-read if a later rerun of the slider replaced it
         assert after.shape == before.shape
         change = np.abs(after.astype(int) - before.astype(int))
         assert change.max() > 0 and change.mean() > 0.1, (

@@ -9,7 +9,8 @@ from aecore.errors import ConfigError
 from aecore.explore import inference
 from aecore.explore.manifold import decoded_curve, error_segments, learned_manifold, order_agreement
 from aecore.explore.sequences import expected_output, format_tokens, parse_tokens, random_sequences
-from aecore.runs.request import TrainRequest, train
+from aecore.runs.pipeline import train
+from aecore.runs.request import TrainRequest
 
 
 @pytest.fixture(scope="module")

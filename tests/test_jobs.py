@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import wait_until
 
 from aecore.errors import ConfigError, StoreError
-from aecore.runs.jobs import JobRegistry, default_name, step_frame
+from aecore.runs.jobs import JobRegistry, step_frame
+from aecore.runs.pipeline import default_name
 from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
 
@@ -47,9 +50,7 @@ def test_one_slot_makes_the_second_job_wait_and_say_for_whom(tmp_path):
     reg = JobRegistry(store_root=str(tmp_path), cpu_slots=1)
     a = reg.submit(req(30), "a")
     b = reg.submit(req(1), "b")
-    deadline = time.time() + 30
-    while b.view().status != "queued" and time.time() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: b.view().status == "queued", 30, lambda: f"'b' to queue behind 'a' (it is {b.view().status})")
     vb = b.view()
     assert vb.status == "queued" and "'a'" in vb.message and "cpu" in vb.message, vb.message
     assert a.view().status in ("preparing", "running")
@@ -72,16 +73,15 @@ def test_a_stop_while_queued_never_starts(tmp_path):
 
 def test_stop_ends_within_moments_and_keeps_what_was_learnt(reg, tmp_path):
     job = reg.submit(req(10_000), "long")
-    while job.view().status != "running":
-        time.sleep(0.01)
-    time.sleep(0.3)
+    # stopped once it has learnt something: the first batch of steps relayed back
+    wait_until(lambda: job.view().steps, 60, lambda: f"the first training steps (the job is {job.view().status})")
     t = time.perf_counter()
     job.stop()
     assert job.join(30)
     assert time.perf_counter() - t < 10
     v = job.view()
     assert v.status == "stopped" and v.saved_as == "long"
-    assert ModelStore(tmp_path / "store").load("long").meta["status"] == "stopped"
+    assert ModelStore(tmp_path / "store").load("long").meta.status == "stopped"
 
 
 def test_bad_choices_are_refused_before_a_thread_starts(reg):
@@ -143,8 +143,7 @@ def test_continue_training_adds_epochs_to_the_same_model(reg, tmp_path):
 def test_abandoned_runs_stop_and_old_ones_are_forgotten(tmp_path):
     reg = JobRegistry(store_root=str(tmp_path), abandon_after_s=0.5, keep_finished_s=1.0)
     job = reg.submit(req(10_000), "orphan")
-    while job.view().status != "running":
-        time.sleep(0.01)
+    wait_until(lambda: job.view().status == "running", 60, lambda: f"the run to start (it is {job.view().status})")
     job.touch()
     reg.cleanup()
     assert job.view().active  # seen just now
@@ -166,10 +165,12 @@ def test_the_janitor_stops_runs_nobody_looks_at(tmp_path):
     reg.start_janitor(every_s=0.1)
     reg.start_janitor(every_s=0.1)  # idempotent: one thread
     job = reg.submit(req(10_000), "left-alone")
-    deadline = time.time() + 60
-    while job.view().epoch < 1 and time.time() < deadline:  # a page watches it start, then goes away
-        job.touch()
-        time.sleep(0.05)
+
+    def watched_through_an_epoch() -> bool:
+        job.touch()  # a page watches it start, then goes away
+        return job.view().epoch >= 1
+
+    wait_until(watched_through_an_epoch, 60, lambda: f"a first epoch while watched (the job is {job.view().status})")
     assert job.join(30), "the janitor did not stop an abandoned run"
     assert job.view().status == "stopped" and ModelStore(tmp_path).exists("left-alone")
     assert sum(t.name == "aecore-job-janitor" for t in threading.enumerate()) >= 1
@@ -189,35 +190,61 @@ def test_runs_train_in_their_own_process_and_relay_progress(reg):
     assert job.join(120)
     v = job.view()
     assert v.status == "done", v.message
-    assert job.result["pid"] != os.getpid() and job.exit_code == 0
+    assert job.result.pid != os.getpid() and job.exit_code == 0
     assert [h["epoch"] for h in v.history] == [1, 2] and v.steps and v.snapshot is not None
 
 
 def test_a_training_process_that_dies_fails_the_job_with_a_message():
-    from aecore.runs.jobs import run_in_process
+    from aecore.runs.process import run_in_process
 
     job = bare_job()
     out = run_in_process("job_targets:die", None, job)
-    assert out["status"] == "failed"
-    assert "ended unexpectedly" in out["message"] and "signal 9" in out["message"]
+    assert out.status == "failed"
+    assert "ended unexpectedly" in out.message and "signal 9" in out.message
     assert job.view().message == "about to die"  # what it sent before dying arrived
     assert job.exit_code == -9
 
 
 def test_a_bug_in_the_training_process_comes_back_with_its_trace():
-    from aecore.runs.jobs import run_in_process
+    from aecore.runs.process import run_in_process
 
     out = run_in_process("job_targets:boom", 7, bare_job())
-    assert out["status"] == "failed" and "RuntimeError: boom 7" in out["message"]
-    assert "Traceback" in out["error"] and "job_targets.py" in out["error"]
+    assert out.status == "failed" and "RuntimeError: boom 7" in out.message
+    assert "Traceback" in out.error and "job_targets.py" in out.error
 
 
 def test_the_jobs_stop_reaches_its_process():
-    from aecore.runs.jobs import run_in_process
+    from aecore.runs.process import run_in_process
 
     job = bare_job()
-    threading.Timer(1.0, job.stop).start()
-    t0 = time.time()
-    out = run_in_process("job_targets:wait_for_stop", 60.0, job)
-    assert out["status"] == "stopped" and time.time() - t0 < 30
-    assert job.view().status == "running"  # relayed before the stop
+
+    def stop_once_running():
+        # the process's own report that it runs: a stop before that would test nothing
+        wait_until(lambda: job.view().status == "running", 60, "the target to relay 'running'")
+        job.stop()
+
+    with ThreadPoolExecutor(1) as pool:
+        stopper = pool.submit(stop_once_running)
+        t0 = time.time()
+        out = run_in_process("job_targets:wait_for_stop", 60.0, job)
+        elapsed = time.time() - t0
+        stopper.result()
+    assert out.status == "stopped" and elapsed < 30, (out, elapsed)
+
+
+def test_a_message_outside_the_protocol_fails_the_run_and_sets_nothing_else():
+    from aecore.runs.process import run_in_process
+
+    job = bare_job()
+    out = run_in_process("job_targets:impostor", None, job)
+    assert out.status == "failed" and "unknown message (dict)" in out.message
+    v = job.view()
+    assert v.saved_as is None and v.name == "j"  # the dict's fields were never applied
+
+
+def test_a_status_a_running_process_cannot_report_is_refused():
+    from aecore.runs.process import ProtocolError, Status, check_message
+
+    check_message(Status("running", "ok"))
+    with pytest.raises(ProtocolError, match="cannot report"):
+        check_message(Status("done", "I saved it"))  # how a run ended comes only in its Result

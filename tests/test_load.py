@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from e2e_support import VIEWPORT, chromium_browser, streamlit_server, wait_idle, why_no_browser
 
 _reason = why_no_browser()
@@ -132,7 +133,8 @@ class Explorer:
 
 
 def run_load(tmp_path: Path, sessions: int, trainers: int, seconds: float) -> dict:
-    from aecore.runs.request import TrainRequest, train
+    from aecore.runs.pipeline import train
+    from aecore.runs.request import TrainRequest
 
     store_dir = tmp_path / "store"
     store = ModelStore(store_dir)
@@ -197,9 +199,12 @@ def run_load(tmp_path: Path, sessions: int, trainers: int, seconds: float) -> di
                 expect(saved).to_be_visible(timeout=TIMEOUT_MS)
 
             # The abandoned run: stopped by the server's janitor and saved as far as it got.
-            deadline = closed_at + ABANDON_S + 60
-            while not store.exists("abandoned") and time.monotonic() < deadline:
-                time.sleep(1)
+            wait_until(
+                lambda: store.exists("abandoned"),
+                max(0.0, closed_at + ABANDON_S + 60 - time.monotonic()),
+                f"the janitor to stop and save the run whose tab closed (abandon after {ABANDON_S} s)",
+                interval_s=1.0,
+            )
             report["abandoned_saved_after_s"] = round(time.monotonic() - closed_at, 1)
         except Exception:
             print(server.log_tail(80))

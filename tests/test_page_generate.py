@@ -12,7 +12,8 @@ from PIL import Image
 from aecore.data import load_dataset
 from aecore.explore import inference
 from aecore.explore.figures import to_png_array
-from aecore.runs.request import TrainRequest, train
+from aecore.runs.pipeline import train
+from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
 
 H = W = 8  # sklearn digits

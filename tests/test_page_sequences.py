@@ -3,11 +3,9 @@ background training job started from the page's form."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-from conftest import new_app, open_page, store_env
+from conftest import new_app, open_page, store_env, wait_until
 
 from aecore.explore import inference
 from aecore.explore.sequences import expected_output
@@ -168,9 +166,7 @@ def test_stop_button_stops_a_running_job(tmp_path):
         at.button(key="seq_train").click()
         at.run()
         job = _job(at)
-        deadline = time.time() + 60
-        while job.view().status != "running" and time.time() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: job.view().status == "running", 60, lambda: f"the job to run (it is {job.view().status})")
         at.run()  # the page now sees a running job: Stop enabled, Train disabled
         assert not at.button(key="seq_stop").disabled and at.button(key="seq_train").disabled
         at.button(key="seq_stop").click()

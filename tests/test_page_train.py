@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import new_app, open_page, store_env
+from conftest import new_app, open_page, store_env, wait_until
 
 from aecore.store import ModelStore
 
@@ -17,17 +17,24 @@ def empty_store(tmp_path):
         yield root
 
 
-def wait_done(at, timeout=90.0):
-    """run_every does not fire in AppTest: rerun until the progress says the run ended."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def progress_text(at) -> str:
+    return at.get("progress")[0].proto.text if at.get("progress") else ""
+
+
+def rerun_until(at, statuses, timeout, what) -> str:
+    """run_every does not fire in AppTest: rerun until the progress shows one of ``statuses``."""
+
+    def shown():
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        text = at.get("progress")[0].proto.text if at.get("progress") else ""
-        if text.split(":")[0] in ("done", "stopped", "diverged", "failed", "early_stopped"):
-            return text
-        time.sleep(0.3)
-    raise AssertionError(f"the run did not end in {timeout} s: {text!r}")
+        return progress_text(at).split(":")[0] in statuses
+
+    wait_until(shown, timeout, lambda: f"{what} (the progress says {progress_text(at)!r})", interval_s=0.3)
+    return progress_text(at)
+
+
+def wait_done(at, timeout=90.0):
+    return rerun_until(at, ("done", "stopped", "diverged", "failed", "early_stopped"), timeout, "the run to end")
 
 
 def start(at, preset="vanilla", epochs=2, name=None):
@@ -93,8 +100,7 @@ def test_an_unknown_run_id_in_the_url_is_explained(empty_store):
 
 def test_stop_ends_a_run_early(empty_store):
     at = start(open_page("train"), epochs=5000, name="to-stop")
-    time.sleep(1.0)
-    at.run()
+    rerun_until(at, ("running",), 60, "the run to start")
     assert not at.button(key="tr_stop").disabled
     at.button(key="tr_stop").click().run()
     assert wait_done(at).startswith("stopped")
@@ -154,8 +160,8 @@ def test_any_page_of_the_session_keeps_its_run_alive(empty_store):
     at = start(open_page("train"), epochs=5000, name="kept")
     job = registry().get(at.session_state["tr_job"])
     try:
-        before = job.last_seen
-        time.sleep(0.2)
+        # backdated, so that the check below does not depend on the clock's resolution
+        job.last_seen = before = job.last_seen - 1.0
         at.switch_page("pages/data.py")
         at.run()
         assert not at.exception
@@ -185,7 +191,10 @@ def test_a_typed_name_survives_reruns_and_the_next_run_gets_a_fresh_default(empt
     at.selectbox(key="tr_preset").set_value("vanilla").run()
     box = "tr_name_vanilla_digits"
     at.text_input(key=box).set_value("my-name").run()
-    time.sleep(1.1)  # the default name holds the time: a changing default must not reset the box
+    # The default name holds the time to the second: once the clock has moved on,
+    # the next rerun's default differs, and a changing default must not reset the box.
+    shown_at = int(time.time())
+    wait_until(lambda: int(time.time()) > shown_at, 5, "the clock to reach the next second")
     at.run()
     assert at.text_input(key=box).value == "my-name"
     at.number_input(key="tr_epochs").set_value(1).run()

@@ -13,7 +13,8 @@ from aecore.data import DATASETS
 from aecore.errors import ConfigError
 from aecore.models import build_model
 from aecore.presets import IMAGE, PRESETS, SEQUENCE, VECTOR, check_compatible, get_preset
-from aecore.runs.request import TrainRequest, train
+from aecore.runs.pipeline import train
+from aecore.runs.request import TrainRequest
 
 SEED_SHAPES = {"image": (1, 28, 28), "vector": (3,), "sequence": (6,)}
 SHAPES_BY_KIND = {

@@ -11,7 +11,9 @@ import torch
 from aecore.data import load_dataset
 from aecore.errors import ConfigError, DataError
 from aecore.explore import inference
-from aecore.runs.request import TrainRequest, evaluate, prepare, train
+from aecore.explore.metrics import evaluate
+from aecore.runs.pipeline import train
+from aecore.runs.request import TrainRequest, prepare
 from aecore.train import evaluate as evaluate_loss
 from aecore.train import split_tensors
 
@@ -56,7 +58,7 @@ def test_train_reports_metrics_that_match_a_direct_computation(vanilla_run):
     assert m["compression_ratio"] == pytest.approx(64 / 8)
     # the model comes back in eval mode with its provenance
     assert not tm.model.training
-    assert tm.meta["preset"] == "vanilla" and tm.meta["dataset"] == "digits" and tm.meta["data_kind"] == "image"
+    assert tm.meta.preset == "vanilla" and tm.meta.dataset == "digits" and tm.meta.data_kind == "image"
 
 
 def test_evaluate_on_another_split_is_consistent(vanilla_run):
@@ -109,7 +111,7 @@ def test_limit_shrinks_the_training_split_only():
     np.testing.assert_array_equal(bundle.train.x, full.train.x[:100])
     assert len(bundle.val) == len(full.val) and len(bundle.test) == len(full.test)
     np.testing.assert_array_equal(bundle.test.x, full.test.x)
-    assert tm.meta["limit"] == 100
+    assert tm.meta.limit == 100
     with pytest.raises(DataError):
         prepare(TrainRequest(preset="vanilla", dataset="digits", limit=0))
 

@@ -24,6 +24,7 @@ from aecore.explore import inference
 from aecore.models import ConvConfig, DenseConfig, DenseVAEConfig, Seq2SeqConfig, build_model
 from aecore.models.trained import TrainedModel
 from aecore.normalise import Normaliser
+from aecore.records import epoch_record
 from aecore.store import FILES, ModelStore, validate_name
 
 SHAPE = (1, 8, 8)
@@ -47,7 +48,7 @@ def make_tm(name: str = "dense", seed: int = 0, normaliser: Normaliser | None = 
         model,
         normaliser,
         {"data_kind": kind, "preset": "test", "dataset": "digits", **meta},
-        history=[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.25}],
+        history=[epoch_record(1, {"recon": 0.5}, 0.25, {"recon": 0.25}, 1000.0, 1.5)],
         metrics={"test_mse": 0.125},
     )
 
@@ -81,7 +82,7 @@ def test_round_trip_reproduces_outputs_exactly(store, name):
         assert torch.equal(back.model.state_dict()[k], v), k
     assert back.model.config == tm.model.config
     assert back.history == tm.history and back.metrics == tm.metrics
-    assert back.meta["preset"] == "test" and back.data_kind == tm.data_kind
+    assert back.meta.preset == "test" and back.data_kind == tm.data_kind
     assert back.name == "m1"
 
 
@@ -320,13 +321,14 @@ from aecore.models import DenseConfig, build_model
 from aecore.normalise import Normaliser
 from aecore.store import ModelStore
 from aecore.models.trained import TrainedModel
+from aecore.records import epoch_record
 store = ModelStore(sys.argv[1])
 i = 1
 while True:
     torch.manual_seed(i)
     model = build_model(DenseConfig(input_shape=(1, 8, 8), hidden=[512, 256], latent_dim=32))
     tm = TrainedModel(model, Normaliser("unit"), {"data_kind": "image", "version": i},
-                      history=[{"epoch": i, "train_loss": float(i)}], metrics={"version": i})
+                      history=[epoch_record(i, {"recon": float(i)}, None, {}, 1.0, 1.0)], metrics={"version": i})
     store.save("victim", tm, overwrite=True)
     if i == 1:
         print("ready", flush=True)  # one complete save exists; every later one replaces it
@@ -360,6 +362,8 @@ def kill_writers_at_random_moments(roots: list[Path], rng: random.Random) -> lis
         # one save takes ~30 ms here: random moments over a few hundred ms hit every phase of it
         moments = [rng.uniform(0.0, 0.3) for _ in procs]
         for at, p in sorted(zip(moments, procs), key=lambda t: t[0]):
+            # Sleeping to a moment is the test itself: the kill must land at a random
+            # time in the save, not after any condition the writer could reach.
             time.sleep(max(0.0, start + at - time.perf_counter()))
             p.send_signal(signal.SIGKILL)
         for p in procs:
@@ -385,7 +389,7 @@ def test_sigkill_during_saves_never_leaves_a_half_model(tmp_path):
             assert store.names() == ["victim"], (where, sorted(os.listdir(root)))  # no .staging "models"
             assert [i.ok for i in store.list()] == [True], where
             back = store.load("victim")
-            v = back.meta["version"]
+            v = back.meta.extra["version"]
             assert v >= 1, where
             assert back.metrics["version"] == v and back.history[0]["epoch"] == v, where
             expected = writer_model(v).state_dict()

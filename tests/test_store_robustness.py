@@ -51,7 +51,7 @@ def make_tm(version: int, hidden: int = 64) -> TrainedModel:
 
 def assert_is_version(tm: TrainedModel, version: int) -> None:
     """Config, weights, history and metrics all come from save ``version``: never half of one."""
-    assert tm.meta["version"] == version and tm.metrics["version"] == version
+    assert tm.meta.extra["version"] == version and tm.metrics["version"] == version
     assert tm.history == [{"epoch": version}]
     expected = make_tm(version, hidden=tm.model.config.hidden[0]).model.state_dict()
     for k, w in tm.model.state_dict().items():
@@ -258,7 +258,7 @@ def _slow_renames() -> None:
     real_replace = os.replace
 
     def replace(src, dst):
-        time.sleep(0.02)
+        time.sleep(0.02)  # the slow disk itself, not a wait for anything
         real_replace(src, dst)
 
     os.replace = replace
@@ -296,8 +296,8 @@ def test_two_processes_saving_one_name_never_mix_their_models(tmp_path):
     store = ModelStore(root)
     assert store.names() == ["shared"]
     tm = store.load("shared")
-    assert tm.meta["version"] in (19, 20)  # the last save of one of them, whole
-    assert_is_version(tm, tm.meta["version"])
+    assert tm.meta.extra["version"] in (19, 20)  # the last save of one of them, whole
+    assert_is_version(tm, tm.meta.extra["version"])
     assert not any((root / ".staging").iterdir())
 
 
@@ -328,6 +328,8 @@ def _save_and_freeze_at(root: str, phase: str, reached) -> None:
 
     def freeze():
         reached.set()
+        # Stuck mid-save until the parent, woken by ``reached``, SIGKILLs this
+        # process; the 600 s only bounds an orphan whose parent died first.
         time.sleep(600)
 
     if phase == "weights-written":  # staging holds weights but no config.json yet
@@ -406,7 +408,7 @@ def test_a_first_save_killed_midway_leaves_no_model(tmp_path):
         def save_file(tensors, filename, metadata=None):
             real_save_file(tensors, filename, metadata=metadata)
             reached.set()
-            time.sleep(600)
+            time.sleep(600)  # stuck mid-save until the parent's SIGKILL (see freeze above)
 
         st.save_file = save_file
         ModelStore(root).save("newborn", make_tm(1))

@@ -14,7 +14,8 @@ from aecore.device import bf16_support, pick_device
 from aecore.errors import ConfigError
 from aecore.models import DenseConfig, Sparsity, build_model
 from aecore.normalise import Normaliser
-from aecore.runs.request import TrainRequest, train
+from aecore.runs.pipeline import train
+from aecore.runs.request import TrainRequest
 from aecore.train import TrainConfig, Trainer, evaluate, split_tensors
 
 SHAPE = (1, 8, 8)
@@ -348,3 +349,43 @@ def test_fit_leaves_the_threads_denormal_handling_as_it_found_it(small):
     tiny = np.float32(1e-40)  # a denormal: flushed to zero while the trainer's flag is on
     Trainer(cfg(epochs=1)).fit(dense(), small, Normaliser("unit"))
     assert torch.tensor([tiny]).mul(1.0).item() != 0.0
+
+
+# --- the loop's parts ----------------------------------------------------------------------------
+def test_get_batch_cuts_the_permutation_and_an_epoch_sees_every_item_once(small):
+    trainer = Trainer(cfg(batch_size=100))
+    run = trainer._setup(dense(), small, Normaliser("unit"), None, None)
+    run.t = -run.x  # a target that must stay paired with its input
+    perm = torch.randperm(run.n, generator=torch.Generator().manual_seed(5))
+    batches = [trainer.get_batch(run, perm, s) for s in range(run.steps)]
+    assert [len(xb) for xb, _ in batches] == [100, 100, 56]  # 256 items: the last batch is short
+    for s, (xb, tb) in enumerate(batches):
+        assert torch.equal(xb, run.x[perm[s * 100 : (s + 1) * 100]])
+        assert torch.equal(tb, -xb)
+    assert torch.equal(torch.cat([xb for xb, _ in batches]), run.x[perm])
+
+
+def test_drop_last_leaves_out_the_short_batch(small):
+    run = Trainer(cfg(batch_size=100, drop_last=True))._setup(dense(), small, Normaliser("unit"), None, None)
+    assert run.steps == 2
+
+
+def test_train_step_applies_a_finite_step_only(small):
+    model = dense()
+    trainer = Trainer(cfg(batch_size=64))
+    run = trainer._setup(model, small, Normaliser("unit"), None, None)
+    xb, tb = trainer.get_batch(run, torch.arange(run.n), 0)
+    before = state(model)
+    step = trainer.train_step(run, xb, tb)
+    assert step.outcome == "applied"
+    assert step.loss == pytest.approx(sum(step.terms.values())) and math.isfinite(step.loss)
+    assert not same_state(state(model), before)
+
+    applied = state(model)
+    step = trainer.train_step(run, torch.full_like(xb, float("nan")), tb)
+    assert step.outcome == "diverged" and math.isnan(step.loss)
+    assert same_state(state(model), applied)  # the non-finite loss was never stepped on
+
+    trainer.stop_event.set()
+    assert trainer.train_step(run, xb, tb).outcome == "stopped"
+    assert same_state(state(model), applied)  # a stop seen after the forward takes no step

@@ -209,12 +209,28 @@ def literal_choices(tp) -> tuple:
 class AEOutput:
     """What ``forward`` returns. ``loss`` is the optimised objective and equals
     the sum of ``terms`` (each already weighted); ``z`` is the code that
-    ``embed`` would return (a VAE's sample here, its mean in ``embed``)."""
+    ``embed`` would return (for a VAE its posterior mean, not the sample the
+    decoder read)."""
 
     loss: Tensor
     recon: Tensor
     z: Tensor
     terms: dict[str, Tensor]
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The encoder's half of a training forward, the only part a family changes.
+
+    ``code`` is what ``embed`` returns: the sparsity penalties act on it and
+    ``AEOutput.z`` reports it. ``decoder_input`` is what the decoder reads
+    (a VAE's reparameterised sample; the code itself otherwise). ``terms`` and
+    ``extras`` are the family's own loss terms and outputs (a VAE's KL)."""
+
+    code: Tensor
+    decoder_input: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 
@@ -253,13 +269,23 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
     def forward(self, x: Tensor, target: Tensor | None = None) -> AEOutput:
+        # One forward for every family that reconstructs its input, so that an
+        # option such as sparsity cannot apply to one family and be silently
+        # skipped by another: families override ``encode_for_loss`` only.
         target = x if target is None else target
         x_in = corrupt(x, self.config.corruption, *self.data_range) if self.training else x
-        z = self.encode(x_in)
-        recon = self.decode(z)
-        terms = {"recon": self.recon_loss(recon, target)}
-        terms.update(self.sparsity_terms(z))
-        return AEOutput(loss=sum(terms.values()), recon=recon, z=z.flatten(1), terms=terms)
+        enc = self.encode_for_loss(x_in)
+        recon = self.decode(enc.decoder_input)
+        terms = {"recon": self.recon_loss(recon, target), **enc.terms}
+        terms.update(self.sparsity_terms(enc.code))
+        return AEOutput(
+            loss=sum(terms.values()), recon=recon, z=enc.code.flatten(1), terms=terms, extras=dict(enc.extras)
+        )
+
+    def encode_for_loss(self, x: Tensor) -> Encoded:
+        """Encode a (possibly corrupted) batch for ``forward``."""
+        z = self.encode(x)
+        return Encoded(code=z, decoder_input=z)
 
     # --- loss pieces shared by the families --------------------------------
     def recon_loss(self, recon: Tensor, target: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ import torch
 
 from aecore.models.base import Autoencoder
 from aecore.normalise import Normaliser
+from aecore.records import EpochRecord, ModelMeta
 
 
 @dataclass
@@ -17,15 +18,19 @@ class TrainedModel:
 
     model: Autoencoder
     normaliser: Normaliser
-    meta: dict  # preset, dataset, data_kind, class_names, train config, seed, status
-    history: list[dict] = field(default_factory=list)
+    meta: ModelMeta
+    history: list[EpochRecord] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     optimizer_state: dict | None = None
     name: str | None = None
 
+    def __post_init__(self):
+        if isinstance(self.meta, dict):  # a plain dict (tests, scripts) is checked like a stored one
+            self.meta = ModelMeta.from_dict(self.meta)
+
     @property
     def data_kind(self) -> str:
-        return self.meta.get("data_kind", "image")
+        return self.meta.data_kind
 
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """Data in its stored range ([0, 1] images) -> what the model reads."""

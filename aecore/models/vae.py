@@ -1,7 +1,9 @@
 """Variational autoencoders (Kingma & Welling 2014), dense (seed 001) and convolutional.
 
 ``encode`` returns the posterior mean, so plots, sliders and features use the
-deterministic code; ``forward`` samples with the reparameterisation trick.
+deterministic code; ``forward`` (the base model's) decodes a sample drawn with
+the reparameterisation trick, adds the KL term, and applies any sparsity
+penalties to the mean.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from aecore.errors import ConfigError
-from aecore.models.base import AEOutput, Autoencoder, activation, corrupt
+from aecore.models.base import Autoencoder, Encoded, activation
 from aecore.models.conv import ConvAE, ConvConfig
 from aecore.models.dense import DenseConfig
 
@@ -79,17 +81,12 @@ class _Variational:
             kl = kl.mean() / self.config.input_dim
         return self.config.loss.scale * self.config.beta * kl
 
-    def forward(self, x: Tensor, target: Tensor | None = None) -> AEOutput:
-        target = x if target is None else target
-        x_in = corrupt(x, self.config.corruption, *self.data_range) if self.training else x
-        mu, logvar = self.encode_stats(x_in)
-        if self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        else:
-            z = mu
-        recon = self.decode(z)
-        terms = {"recon": self.recon_loss(recon, target), "kl": self.kl_term(mu, logvar)}
-        return AEOutput(loss=terms["recon"] + terms["kl"], recon=recon, z=mu, terms=terms, extras={"logvar": logvar})
+    def encode_for_loss(self, x: Tensor) -> Encoded:
+        # Sparsity (applied by the shared forward) penalises the mean, the code
+        # that embed, the plots and the sliders show, rather than the noisy sample.
+        mu, logvar = self.encode_stats(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return Encoded(code=mu, decoder_input=z, terms={"kl": self.kl_term(mu, logvar)}, extras={"logvar": logvar})
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

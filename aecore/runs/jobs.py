@@ -17,11 +17,6 @@ server and the other runs.
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing as mp
-import os
-import re
-import signal
 import threading
 import time
 import traceback
@@ -31,10 +26,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aecore.device import bf16_support, pick_device
-from aecore.errors import AecoreError, ConfigError, StoreError
-from aecore.models.trained import TrainedModel
-from aecore.runs.request import TrainRequest
-from aecore.store import ModelStore, validate_name
+from aecore.errors import ConfigError
+from aecore.records import EpochRecord, epoch_record
+from aecore.runs.pipeline import check_name
+from aecore.runs.process import Epoch, Result, Started, Status, Steps, run_in_process
+from aecore.runs.request import TrainRequest, resume_config
+from aecore.store import ModelStore
 from aecore.train import EpochEvent, Snapshot, StepEvent
 
 ACTIVE = ("queued", "preparing", "running", "saving")
@@ -47,10 +44,6 @@ LIVE_SNAPSHOT_ITEMS = 256
 # Steps kept for the live loss curve: older points are thinned (every other one
 # dropped) rather than the list growing without bound on a long run.
 MAX_STEP_POINTS = 2000
-# The training process sends step events in batches at most this often (and at once
-# when one carries a snapshot, and at every epoch's end): a small model takes
-# hundreds of steps a second, and a pipe message per step would cost it time.
-RELAY_EVERY_S = 0.1
 
 
 @dataclass
@@ -72,7 +65,7 @@ class JobView:
     elapsed_s: float
     eta_s: float | None
     steps: list[dict]  # {"step", "epoch", "loss", **terms}
-    history: list[dict]  # one record per finished epoch (train/val loss and terms)
+    history: list[EpochRecord]  # one record per finished epoch: the saved history's schema
     snapshot: Snapshot | None
     saved_as: str | None
     error: str | None
@@ -115,14 +108,14 @@ class TrainingJob:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     steps: list[dict] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     snapshot: Snapshot | None = None
     saved_as: str | None = None
     error: str | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
     last_seen: float = field(default_factory=time.time)
-    result: dict | None = None  # what the training process returned (status, message, saved_as, ...)
+    result: Result | None = None  # what the training process returned
     exit_code: int | None = None  # the training process's
     _stride: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -169,56 +162,50 @@ class TrainingJob:
             self._thread.join(timeout)
         return not self.view().active
 
-    # --- trainer callbacks (relayed from the training process by the job's thread) ---------
-    def on_train_start(self, info: dict) -> None:
+    # --- messages of the training process, checked on arrival (aecore.runs.process) -----------
+    def apply(self, msg: Started | Steps | Epoch | Status) -> None:
         with self._lock:
-            self.status, self.message = "running", "training."
+            if isinstance(msg, Started):
+                self.status, self.message = "running", "training."
+                self.epochs, self.steps_per_epoch = msg.epochs, msg.steps_per_epoch
+            elif isinstance(msg, Steps):
+                for ev in msg.events:
+                    self._step(ev)
+            elif isinstance(msg, Epoch):
+                self._epoch(msg.event)
+            elif isinstance(msg, Status):
+                self.status, self.message = msg.status, msg.message
+                if msg.epoch is not None:
+                    self.epoch = msg.epoch
 
-    def on_step_end(self, ev: StepEvent) -> None:
-        with self._lock:
-            self.step, self.steps_per_epoch = ev.step, ev.steps_per_epoch
-            self.images_per_s, self.elapsed_s, self.eta_s = ev.images_per_s, ev.elapsed_s, ev.eta_s
-            if ev.global_step % self._stride == 0:
-                self.steps.append({"step": ev.global_step, "epoch": ev.epoch, "loss": ev.loss, **ev.terms})
-                if len(self.steps) > MAX_STEP_POINTS:
-                    self.steps = self.steps[::2]
-                    self._stride *= 2
-            if ev.snapshot is not None:
-                self.snapshot = ev.snapshot
+    def _step(self, ev: StepEvent) -> None:
+        self.step, self.steps_per_epoch = ev.step, ev.steps_per_epoch
+        self.images_per_s, self.elapsed_s, self.eta_s = ev.images_per_s, ev.elapsed_s, ev.eta_s
+        if ev.global_step % self._stride == 0:
+            self.steps.append({"step": ev.global_step, "epoch": ev.epoch, "loss": ev.loss, **ev.terms})
+            if len(self.steps) > MAX_STEP_POINTS:
+                self.steps = self.steps[::2]
+                self._stride *= 2
+        if ev.snapshot is not None:
+            self.snapshot = ev.snapshot
 
-    def on_epoch_end(self, ev: EpochEvent) -> None:
-        with self._lock:
-            self.epoch, self.epochs = ev.epoch, ev.epochs
-            self.step = self.steps_per_epoch
-            self.history.append(
-                {
-                    "epoch": ev.epoch,
-                    "train_loss": ev.train_loss,
-                    "val_loss": ev.val_loss,
-                    **{f"train_{k}": v for k, v in ev.train_terms.items()},
-                    **{f"val_{k}": v for k, v in ev.val_terms.items()},
-                }
-            )
-            self.images_per_s, self.elapsed_s, self.eta_s = ev.images_per_s, ev.elapsed_s, ev.eta_s
-            if ev.snapshot is not None:
-                self.snapshot = ev.snapshot
-
-    def apply(self, kind: str, data) -> None:
-        """One message of the training process (see :class:`Relay`)."""
-        if kind == "start":
-            self.on_train_start(data)
-        elif kind == "steps":
-            for ev in data:
-                self.on_step_end(ev)
-        elif kind == "epoch":
-            self.on_epoch_end(data)
-        elif kind == "set":
-            self._set(**data)
+    def _epoch(self, ev: EpochEvent) -> None:
+        self.epoch, self.epochs = ev.epoch, ev.epochs
+        self.step = self.steps_per_epoch
+        self.history.append(
+            epoch_record(ev.epoch, ev.train_terms, ev.val_loss, ev.val_terms, ev.images_per_s, ev.elapsed_s)
+        )
+        self.images_per_s, self.elapsed_s, self.eta_s = ev.images_per_s, ev.elapsed_s, ev.eta_s
+        if ev.snapshot is not None:
+            self.snapshot = ev.snapshot
 
     def _set(self, **kw) -> None:
         with self._lock:
             for k, v in kw.items():
                 setattr(self, k, v)
+
+    def _set_exit_code(self, code: int | None) -> None:
+        self._set(exit_code=code)
 
     # --- the job's thread -------------------------------------------------------------
     def _run(self, registry: JobRegistry) -> None:
@@ -241,17 +228,17 @@ class TrainingJob:
                     # as many threads as the server's own torch uses (tests pin 1)
                     "threads": torch.get_num_threads(),
                 }
-                out = run_in_process("aecore.runs.jobs:train_in_process", spec, self)
+                out = run_in_process("aecore.runs.process:train_in_process", spec, self)
             finally:
                 registry._release(self)
-            if out.get("error") is not None:
-                self._set(status="failed", message=out["message"], error=out["error"], finished=time.time())
+            if out.error is not None:
+                self._set(status="failed", message=out.message, error=out.error, finished=time.time())
             else:
                 self._set(
                     result=out,
-                    status=out["status"],
-                    message=out["message"],
-                    saved_as=out.get("saved_as"),
+                    status=out.status,
+                    message=out.message,
+                    saved_as=out.saved_as,
                     finished=time.time(),
                 )
         except Exception as e:  # a bug in this thread, not a user error: keep the trace for the page
@@ -261,181 +248,6 @@ class TrainingJob:
                 error=traceback.format_exc(),
                 finished=time.time(),
             )
-
-
-# --------------------------------------------------------------------------------------------
-# The training process
-# --------------------------------------------------------------------------------------------
-class Relay:
-    """The trainer's callback in the training process: sends its events to the job.
-
-    Messages are ``(kind, data)`` pairs that :meth:`TrainingJob.apply` understands.
-    Step events are batched (``RELAY_EVERY_S``); a step that carries a snapshot,
-    an epoch's end and a status change are sent at once, after the steps before them."""
-
-    def __init__(self, conn):
-        self.conn = conn
-        self._steps: list[StepEvent] = []
-        self._last = time.perf_counter()
-
-    def send(self, kind: str, data) -> None:
-        self.flush()
-        self.conn.send((kind, data))
-
-    def flush(self) -> None:
-        if self._steps:
-            self.conn.send(("steps", self._steps))
-            self._steps = []
-        self._last = time.perf_counter()
-
-    def set(self, **fields) -> None:
-        self.send("set", fields)
-
-    def on_train_start(self, info: dict) -> None:
-        self.send("start", {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool, type(None)))})
-
-    def on_step_end(self, ev: StepEvent) -> None:
-        self._steps.append(ev)
-        if ev.snapshot is not None or time.perf_counter() - self._last >= RELAY_EVERY_S:
-            self.flush()
-
-    def on_epoch_end(self, ev: EpochEvent) -> None:
-        self.send("epoch", ev)
-
-
-def _process_main(conn, stop, target: str, payload) -> None:
-    """Entry point of a training process: ``target`` ("module:function") is called
-    with ``(payload, relay, stop)`` and what it returns is the last message."""
-    # Ctrl+C in the server's terminal reaches the whole process group; the server
-    # decides when its runs end, so a training process does not die of it mid-save.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        module, fn = target.split(":")
-        func = getattr(importlib.import_module(module), fn)
-        relay = Relay(conn)
-        out = func(payload, relay, stop)
-        relay.flush()
-        conn.send(("result", out))
-    except AecoreError as e:  # the user's to fix: the message is enough
-        conn.send(("result", {"status": "failed", "message": str(e), "error": str(e)}))
-    except BaseException as e:  # a bug: keep the trace for the page's details
-        conn.send(
-            (
-                "result",
-                {
-                    "status": "failed",
-                    "message": f"training failed: {type(e).__name__}: {e}",
-                    "error": traceback.format_exc(),
-                },
-            )
-        )
-    finally:
-        conn.close()
-
-
-def run_in_process(target: str, payload, job: TrainingJob, poll_s: float = 0.2) -> dict:
-    """Run ``target`` in a fresh (spawned) process and relay its messages into ``job``
-    until it ends; return its result. The job's stop event reaches the process.
-
-    A process that dies without a result (killed, out of memory) gives a failed
-    result that says so."""
-    ctx = mp.get_context("spawn")  # fork would copy a threaded server and its OpenMP state
-    reader, writer = ctx.Pipe(duplex=False)
-    stop = ctx.Event()
-    job._proc_stop = stop
-    if job.stop_event.is_set():
-        stop.set()
-    proc = ctx.Process(
-        target=_process_main, args=(writer, stop, target, payload), name=f"aecore-train-{job.id}", daemon=True
-    )
-    proc.start()
-    writer.close()  # the child holds the only writer: EOF here means it has gone
-    result = None
-    try:
-        while True:
-            if job.stop_event.is_set() and not stop.is_set():
-                stop.set()
-            if not reader.poll(poll_s):
-                if not proc.is_alive() and not reader.poll(0):
-                    break
-                continue
-            try:
-                kind, data = reader.recv()
-            except (EOFError, OSError):
-                break
-            if kind == "result":
-                result = data
-            else:
-                job.apply(kind, data)
-    finally:
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        reader.close()
-        job._set(exit_code=proc.exitcode)
-    if result is None:
-        code = proc.exitcode
-        why = (
-            f"killed by signal {-code}" + (" (perhaps the system ran out of memory)" if code == -9 else "")
-            if code is not None and code < 0
-            else f"exit code {code}"
-        )
-        msg = f"the training process ended unexpectedly ({why}); nothing was saved by it."
-        result = {"status": "failed", "message": msg, "error": msg}
-    return result
-
-
-def train_in_process(spec: dict, relay: Relay, stop) -> dict:
-    """What a dashboard run does in its training process: train, then save."""
-    import torch
-
-    from aecore.runs import request as workflow
-
-    torch.set_num_threads(spec["threads"])
-    relay.set(status="preparing", message="loading the data and building the model.")
-    store = ModelStore(spec["store_root"])
-    resume = None
-    if spec["resume_from"]:
-        resume = store.load(spec["resume_from"], with_optimizer=True)
-        relay.set(epoch=len(resume.history))
-    tm, result, _ = workflow.train(
-        spec["request"],
-        callbacks=[relay],
-        stop_event=stop,
-        snapshot_every_s=spec["snapshot_every_s"],
-        resume=resume,
-        snapshot_items=spec["snapshot_items"],
-    )
-    saved = None
-    if result.epochs_run > 0 and result.status != "failed":
-        relay.set(status="saving", message="saving the model.")
-        saved = _save(store, tm, spec["name"], spec["overwrite"] or spec["resume_from"] == spec["name"])
-    note = f" Saved as '{saved}'." if saved else " Nothing was saved (no finished epoch)."
-    return {
-        "status": result.status,
-        "message": result.message + note,
-        "saved_as": saved,
-        "epochs_run": result.epochs_run,
-        "images_per_s": result.images_per_s,
-        "pid": os.getpid(),
-    }
-
-
-def _save(store: ModelStore, tm: TrainedModel, name: str, overwrite: bool) -> str:
-    if overwrite:
-        store.save(name, tm, overwrite=True)
-        return name
-    # Another session may have taken the name while this one trained: keep both.
-    for i in range(1, 1000):
-        candidate = name if i == 1 else f"{name}-{i}"
-        try:
-            store.save(candidate, tm, overwrite=False)
-            return candidate
-        except StoreError:
-            if not store.exists(candidate):
-                raise
-    raise StoreError(f"could not find a free name next to '{name}'.")
 
 
 class JobRegistry:
@@ -486,16 +298,17 @@ class JobRegistry:
     def submit(
         self,
         request: TrainRequest,
-        name: str,
+        name: str | None = None,
         *,
         resume_from: str | None = None,
         overwrite: bool = False,
         snapshot_every_s: float = 1.0,
         start: bool = True,
     ) -> TrainingJob:
-        """Check what can be checked at once (name, hyper-parameters, device), then
-        start the job's thread. Data loading errors arrive as a failed job."""
-        validate_name(name)
+        """Check what can be checked at once (the name by the pipeline's rule,
+        hyper-parameters, device, what a resumed model allows), then start the
+        job's thread. Data loading errors arrive as a failed job. ``name=None``:
+        a unique default name."""
         train_cfg = request.train_config()  # raises ConfigError on out-of-range hyper-parameters
         device = str(pick_device(request.device))
         if train_cfg.precision == "bf16":
@@ -503,12 +316,9 @@ class JobRegistry:
             if not ok:
                 raise ConfigError(f"bf16 precision is refused: {why}. Use precision fp32.")
         store = ModelStore(self.store_root)
+        name = check_name(store, name, request, overwrite, resume_from)
         if resume_from is not None:
-            validate_name(resume_from)
-            if not store.exists(resume_from):
-                raise StoreError(f"there is no saved model named '{resume_from}' to continue.")
-        elif store.exists(name) and not overwrite:
-            raise StoreError(f"a model named '{name}' already exists: choose another name or allow overwriting.")
+            resume_config(request, store.load(resume_from))  # a refused change is reported now, not later
         job = TrainingJob(
             uuid.uuid4().hex[:10],
             request,
@@ -518,7 +328,7 @@ class JobRegistry:
             overwrite=overwrite,
             store_root=self.store_root,
             snapshot_every_s=snapshot_every_s,
-            epochs=request.epochs or request.train_config().epochs,
+            epochs=request.epochs or train_cfg.epochs,
         )
         self.cleanup()
         with self._lock:
@@ -589,12 +399,6 @@ class JobRegistry:
             self._cond.notify_all()
 
 
-def default_name(preset: str, dataset: str) -> str:
-    """A model name that says what it is and does not collide: preset-dataset-HHMMSS."""
-    base = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{preset}-{dataset}").strip("-")[:60] or "model"
-    return f"{base}-{time.strftime('%H%M%S')}"
-
-
 def step_frame(view: JobView) -> dict[str, np.ndarray]:
     """Columns for the live loss chart: step and every loss term, NaN where absent."""
     keys = sorted({k for s in view.steps for k in s} - {"step", "epoch"})
@@ -604,4 +408,4 @@ def step_frame(view: JobView) -> dict[str, np.ndarray]:
     }
 
 
-__all__ = ["JobRegistry", "TrainingJob", "JobView", "Relay", "run_in_process", "default_name", "step_frame", "ACTIVE"]
+__all__ = ["ACTIVE", "JobRegistry", "JobView", "TrainingJob", "step_frame"]

@@ -1,26 +1,28 @@
-"""What a user does, as functions: train a preset on a dataset, evaluate a
-saved model against PCA. The CLI and the dashboard are thin layers over this.
+"""What a user asks for before pressing Train, checked before anything trains.
+
+A :class:`TrainRequest` names a preset (or a design started from one), a dataset
+and any hyper-parameters that differ from the preset's. :func:`prepare` turns it
+into an untrained model and its data; :func:`resume_config` says how a saved model
+continues (each changed option honoured or refused with a reason);
+:func:`model_data` reloads the data a saved model was trained on with the same
+splits.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import threading
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
-from aecore.data import DATASETS, DataBundle, as_float, load_dataset
+from aecore.data import DataBundle, as_float, load_dataset
 from aecore.errors import ConfigError
-from aecore.explore import baselines, inference
 from aecore.models import ModelConfig, build_model, config_from_dict
 from aecore.models.trained import TrainedModel
 from aecore.normalise import NORMALISATIONS, Normaliser
 from aecore.presets import Preset, check_compatible, get_preset
-from aecore.train import TrainConfig, Trainer, TrainResult, split_tensors
-from aecore.train import evaluate as evaluate_loss
+from aecore.records import ModelMeta
+from aecore.train import TrainConfig
 
 
 @dataclass
@@ -73,11 +75,31 @@ class TrainRequest:
 
 def load_data(request: TrainRequest) -> DataBundle:
     p = request.preset_obj()
-    name = request.dataset or p.dataset
-    bundle = load_dataset(
-        name, request.data_dir, seed=request.seed, download_missing=request.download, val_fraction=p.val_fraction
-    )
+    bundle = _load(request.dataset or p.dataset, request.data_dir, request.seed, p.val_fraction, request.download)
     return bundle.limit(request.limit)
+
+
+def _load(name: str, data_dir, seed: int, val_fraction: float | None, download: bool = False) -> DataBundle:
+    # The one place a dataset is loaded for a model: training, resuming, `eval`,
+    # `score` and every explore page come through here, so they share the splits.
+    return load_dataset(name, data_dir, seed=seed, download_missing=download, val_fraction=val_fraction)
+
+
+def model_data(tm: TrainedModel, data_dir: str | None = None, dataset: str | None = None) -> DataBundle:
+    """The dataset a model was trained on, split as it was split then (its seed and
+    validation fraction), so that its test split is the one ``eval`` scores.
+
+    ``dataset`` scores the model on another dataset of the same item shape; its
+    splits are drawn with the model's seed too."""
+    meta = tm.meta
+    name = dataset or meta.dataset
+    if not name:
+        raise ConfigError(f"model {tm.name!r} does not record its dataset; name one.")
+    bundle = _load(name, data_dir, meta.seed, meta.val_fraction if name == meta.dataset else None)
+    shape = tuple(tm.model.config.input_shape)
+    if tuple(bundle.sample_shape) != shape:
+        raise ConfigError(f"model {tm.name!r} takes items of shape {shape}, but {name} has {bundle.sample_shape}.")
+    return bundle
 
 
 def model_config_for(request: TrainRequest, bundle: DataBundle) -> ModelConfig:
@@ -114,17 +136,18 @@ def prepare(request: TrainRequest) -> tuple[DataBundle, TrainedModel, TrainConfi
     normaliser = Normaliser.fit(kind, as_float(bundle.train.x, bundle)) if kind == "standardize" else Normaliser(kind)
     torch.manual_seed(request.seed)  # the initial weights belong to the seed too
     model = build_model(cfg)
-    meta = {
-        "preset": request.preset if request.model is None else f"custom ({request.preset})",
-        "dataset": bundle.name,
-        "data_kind": bundle.kind,
-        "sample_shape": list(bundle.sample_shape),
-        "class_names": bundle.class_names,
-        "dark_background": _dark_background(bundle),
-        "train": train_cfg.to_dict(),
-        "seed": request.seed,
-        "limit": request.limit,
-    }
+    meta = ModelMeta(
+        preset=request.preset if request.model is None else f"custom ({request.preset})",
+        dataset=bundle.name,
+        data_kind=bundle.kind,
+        sample_shape=list(bundle.sample_shape),
+        class_names=bundle.class_names,
+        dark_background=_dark_background(bundle),
+        train=train_cfg.to_dict(),
+        seed=request.seed,
+        val_fraction=request.preset_obj().val_fraction,
+        limit=request.limit,
+    )
     return bundle, TrainedModel(model, normaliser, meta), train_cfg
 
 
@@ -136,130 +159,66 @@ def _dark_background(bundle: DataBundle) -> bool | None:
     return dataset_has_dark_background(bundle.train.x)
 
 
-def train(
-    request: TrainRequest,
-    callbacks=(),
-    stop_event: threading.Event | None = None,
-    snapshot_every_s: float | None = None,
-    resume: TrainedModel | None = None,
-    evaluate_after: bool = True,
-    snapshot_items: int = 500,
-) -> tuple[TrainedModel, TrainResult, DataBundle]:
-    """Train a preset (or a custom model) and evaluate it on the test split.
+# Options a resumed run takes from the request when they are given (None: as before).
+RESUMABLE = ("epochs", "batch_size", "lr", "optimizer", "precision", "early_stopping_patience")
 
-    With ``resume``, training continues from a saved model's weights, history
-    and optimizer state on the dataset it was trained on."""
-    if resume is not None:
-        request = dataclasses.replace(request, dataset=request.dataset or resume.meta.get("dataset"))
-        bundle = load_data(request)
-        tm = resume
-        if tuple(bundle.sample_shape) != tuple(tm.model.config.input_shape):
-            raise ConfigError(
-                f"cannot continue on {bundle.name}: its items have shape {bundle.sample_shape}, "
-                f"the model takes {tm.model.config.input_shape}."
-            )
-        base = TrainConfig.from_dict(tm.meta.get("train", {})) if tm.meta.get("train") else request.train_config()
-        train_cfg = dataclasses.replace(
-            base,
-            device=request.device,
-            **{
-                k: v
-                for k, v in {"epochs": request.epochs, "batch_size": request.batch_size, "lr": request.lr}.items()
-                if v is not None
-            },
+
+def resume_config(request: TrainRequest, tm: TrainedModel) -> tuple[TrainConfig, list[str]]:
+    """The training options of a run that continues ``tm``, and one sentence per
+    option the request changes. What cannot change on a trained model (its
+    architecture, code size, normalisation, or the seed that drew its splits) is
+    refused with the reason."""
+    name = tm.name or "this model"
+    if request.model is not None:
+        raise ConfigError(f"cannot continue {name} with another architecture: train a new model instead.")
+    if request.latent_dim is not None and request.latent_dim != tm.model.latent_dim:
+        raise ConfigError(
+            f"cannot continue {name} with code size {request.latent_dim}: its code has {tm.model.latent_dim} "
+            "values and the weights fit that size. Train a new model for another code size."
         )
-        tm.model.train()
-    else:
-        bundle, tm, train_cfg = prepare(request)
-    trainer = Trainer(train_cfg, callbacks, stop_event, snapshot_every_s, snapshot_items)
-    result = trainer.fit(
-        tm.model,
-        bundle,
-        tm.normaliser,
-        history=tm.history,
-        optimizer_state=tm.optimizer_state if resume is not None else None,
-    )
-    tm.history = result.history
-    tm.optimizer_state = result.optimizer_state
-    tm.meta["status"] = result.status
-    tm.meta["message"] = result.message
-    tm.meta["train"] = train_cfg.to_dict()
-    tm.meta["trained_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    tm.model.eval()
-    metrics = {
-        "status": result.status,
-        "epochs": len(result.history),
-        "images_per_s": result.images_per_s,
-        "wall_s": result.wall_s,
-        "final_train_loss": result.final_train_loss,
-        "final_val_loss": result.final_val_loss,
-        "best_epoch": result.best_epoch,
-    }
-    if evaluate_after and result.epochs_run > 0 and result.status != "failed":
-        metrics.update(evaluate(tm, bundle))
-    tm.metrics = metrics
-    return tm, result, bundle
-
-
-def evaluate(tm: TrainedModel, bundle: DataBundle, split: str = "test", pca_items: int = 20000) -> dict:
-    """Test metrics of a model with PCA at the same code size fitted in the same call."""
-    model = tm.model
-    device = next(model.parameters()).device
-    s = getattr(bundle, split)
-    batch = int(tm.meta.get("train", {}).get("batch_size", 1024))
-    x, t = split_tensors(bundle, split, tm.normaliser, device)
-    batch_sum = getattr(model.config, "loss", None) is not None and model.config.loss.reduction == "batch_sum"
-    loss, terms = evaluate_loss(model, x, t, batch if batch_sum else max(batch, 1024))
-    out = {"split": split, "n_items": len(s), "test_loss": loss, "test_terms": terms, "latent_dim": model.latent_dim}
-    if bundle.kind == "sequence":
-        out.update(inference.sequence_accuracy(tm, s.x, s.target))
-        return out
-    errors = inference.per_item_errors(tm, s.x)
-    mse = float(errors.mean())
-    pca = baselines.pca_fit(as_float(bundle.train.x, bundle), model.latent_dim, max_items=pca_items)
-    pca_mse = float(baselines.pca_errors(pca, as_float(s.x, bundle)).mean())
-    dim = int(np.prod(bundle.sample_shape))
-    out.update(
-        {
-            "test_mse": mse,
-            "pca_test_mse": pca_mse,
-            "psnr_db": baselines.psnr(mse),
-            "pca_psnr_db": baselines.psnr(pca_mse),
-            "pca_components": int(pca.components.shape[0]),
-            "test_sse_per_item": mse * dim,
-            "pca_sse_per_item": pca_mse * dim,
-            "compression_ratio": baselines.compression_ratio(bundle.sample_shape, model.latent_dim),
-        }
-    )
-    if model.config.loss.reduction == "batch_sum" and model.config.loss.scale == 0.5:
-        # Seed 002 reports 0.5 * sum of squared error in standardised units, over the whole test set.
-        with torch.inference_mode():
-            rec = torch.cat([model.reconstruct(x[i : i + 4096]) for i in range(0, len(x), 4096)])
-        half = 0.5 * (rec - x).pow(2).flatten(1).sum(1)
-        out["seed_cost_per_item"] = float(half.mean())
-        out["seed_total_cost"] = float(half.sum())
-    return out
+    if request.normalisation is not None and request.normalisation != tm.normaliser.kind:
+        raise ConfigError(
+            f"cannot continue {name} with normalisation {request.normalisation}: it was trained on "
+            f"{tm.normaliser.kind} inputs."
+        )
+    if request.seed != tm.meta.seed:
+        raise ConfigError(
+            f"cannot continue {name} with seed {request.seed}: it was trained with seed {tm.meta.seed}, which drew "
+            "its validation and test splits; another seed would train on its test items."
+        )
+    base = TrainConfig.from_dict(tm.meta.train) if tm.meta.train else request.train_config()
+    given = {k: getattr(request, k) for k in RESUMABLE if getattr(request, k) is not None}
+    given.update(request.train_overrides)
+    notes = []
+    for k, v in given.items():
+        if k not in TrainConfig.__dataclass_fields__:
+            raise ConfigError(f"unknown training option: {k}.")
+        before = getattr(base, k)
+        if k != "epochs" and v != before:
+            notes.append(f"{k.replace('_', ' ')}: {before} -> {v}")
+    if "optimizer" in given and given["optimizer"] != base.optimizer:
+        notes.append(
+            f"the {given['optimizer']} optimizer starts with a fresh state (the saved one is {base.optimizer}'s)"
+        )
+    cfg = dataclasses.replace(base, device=request.device, seed=tm.meta.seed, **given)
+    return cfg, notes
 
 
 def resume_request(
     tm: TrainedModel, epochs: int, lr: float | None = None, device: str = "auto", data_dir: str | None = None
 ) -> TrainRequest:
     """The request that continues a saved model for ``epochs`` more epochs on its own dataset."""
-    preset = str(tm.meta.get("preset") or "")
+    preset = tm.meta.preset
     if preset.startswith("custom (") and preset.endswith(")"):
         preset = preset[len("custom (") : -1]  # a custom model keeps the preset it started from
     get_preset(preset)  # a clear error for a model from an unknown preset
     return TrainRequest(
         preset=preset,
-        dataset=tm.meta.get("dataset"),
+        dataset=tm.meta.dataset,
         epochs=epochs,
         lr=lr,
         device=device,
-        seed=int(tm.meta.get("seed", 0)),
+        seed=tm.meta.seed,
         data_dir=data_dir,
-        limit=tm.meta.get("limit"),
+        limit=tm.meta.limit,
     )
-
-
-def dataset_names() -> list[str]:
-    return list(DATASETS)
