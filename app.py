@@ -22,9 +22,7 @@ pages = {
         st.Page("pages/anomalies.py", title="Anomalies", icon="🚨"),
         st.Page("pages/sequences.py", title="Sequences", icon="🔤"),
     ],
-    "Compare": [
-        st.Page("pages/compare.py", title="Compare", icon="📊"),
-    ],
+    "Compare": [st.Page("pages/compare.py", title="Compare", icon="📊")],
 }
 page = st.navigation(pages)
 keep_my_jobs_alive()  # a run lives while the session that started it does (see pages/_common.py)

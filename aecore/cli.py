@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from aecore.device import DEVICES
 from aecore.errors import AecoreError, ConfigError
+from aecore.forms import choices
+from aecore.train import TrainConfig
 
 
 def _int_at_least(lo: int):
@@ -81,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=_positive_int)
     sp.add_argument("--lr", type=_positive_float)
     sp.add_argument("--latent-dim", type=_positive_int)
-    sp.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
-    sp.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: opt-in fast mode where the hardware has it")
+    sp.add_argument("--optimizer", choices=choices(TrainConfig, "optimizer"))
+    sp.add_argument(
+        "--precision",
+        choices=choices(TrainConfig, "precision"),
+        help="bf16: opt-in fast mode where the hardware has it",
+    )
     sp.add_argument("--limit", type=_positive_int, help="train on the first N training items")
-    sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    sp.add_argument("--device", default="auto", choices=DEVICES)
     sp.add_argument("--seed", type=_nonneg_int, help="RNG seed (default 0; a continued model keeps its own)")
     sp.add_argument("--name", help="model name in the store (default: <preset>-<dataset>-<time>)")
     sp.add_argument("--overwrite", action="store_true", help="replace a saved model of the same name")

@@ -28,6 +28,16 @@ def pick_device(prefer: str = "auto") -> torch.device:
     return torch.device(prefer)
 
 
+def device_choices() -> list[str]:
+    """What a device picker offers on this machine: auto, the CPU, each CUDA GPU, MPS."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
 def describe_device(device: torch.device | str | None = None) -> str:
     device = pick_device("auto") if device is None else torch.device(device)
     if device.type == "cuda":

@@ -115,6 +115,15 @@ def model_fields(kind: str, instance: ModelConfig | None = None) -> list[FieldSp
     return fields_of(MODELS[kind].config_class, instance=instance)
 
 
+def choices(cls: type, name: str) -> list[str]:
+    """The values a ``Literal`` field of a config allows, e.g. ``choices(TrainConfig, "optimizer")``:
+    the form and the CLI offer what the config validates, never a list typed twice."""
+    tp = get_type_hints(cls)[name]
+    if get_origin(tp) is not Literal:
+        raise ConfigError(f"{cls.__name__}.{name} is not a choice of words.")
+    return list(get_args(tp))
+
+
 def train_fields(instance: TrainConfig | None = None) -> list[FieldSpec]:
     return fields_of(TrainConfig, instance=instance)
 

@@ -289,15 +289,7 @@ class ModelStore:
         metrics = _read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
         meta = ModelMeta.from_dict(cfg, name)
         opt = _optimizer_from_file(folder / "optimizer.safetensors") if with_optimizer else None
-        return TrainedModel(
-            model,
-            normaliser,
-            meta,
-            history,
-            metrics if isinstance(metrics, dict) else {},
-            opt,
-            name,
-        )
+        return TrainedModel(model, normaliser, meta, history, metrics if isinstance(metrics, dict) else {}, opt, name)
 
     def update_metrics(self, name: str, metrics: dict) -> None:
         """Merge metrics into metrics.json atomically (write a temp file, rename)."""

@@ -1,20 +1,24 @@
-"""Generate: decode points of the latent space: sliders, interpolation, a grid over two dimensions, VAE samples."""
+"""Generate (engine: aecore/explore/generate.py): sliders, interpolation, a latent grid, VAE samples."""
 
 import numpy as np
 import streamlit as st
 
-from aecore.data import as_float
 from aecore.errors import AecoreError
-from aecore.explore import figures, inference
-from aecore.explore.figures import to_png_array
+from aecore.explore import generate as engine
 from pages._common import ensure_navigation, model_bundle, pick_model, show_error, store
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 
-MAX_SLIDERS = 16
-MAX_CODES = 10000  # test items encoded for the slider ranges (all of MNIST's test set)
-IMAGE_PX = 256  # the slider image is enlarged to about this width
-GRID_PX = 560
+RESET = {"icon": ":material/restart_alt:", "help": "Back to the prior's centre (VAE) or the test codes' median."}
+RANDOM_HELP = "A draw from the prior (VAE) or the code of a random test image."
+VAE_RANGES = "Ranges: the prior's ±3 standard deviations. Start: the origin."
+AE_RANGES = "Ranges: the 1st to 99th percentile of the test codes, widened by 10%. Start: the median test code."
+PNG = {"output_format": "PNG"}  # Streamlit's "auto" picks JPEG for arrays, which smears the enlarged pixels
+NO_PRIOR = (
+    "This model is not a VAE: its training never asked the codes to follow a known distribution, so there is no "
+    "prior to draw from, and random codes mostly decode to noise. Use the sliders or the grid, or train a "
+    "`vae-mlp` model to sample new images."
+)
 
 st.title("Generate")
 st.caption(
@@ -36,20 +40,8 @@ def weights_stamp(name: str) -> int:
 
 
 @st.cache_data(max_entries=8, show_spinner="Encoding the test set...")
-def test_codes(_tm, _bundle, name: str, stamp: int, root: str) -> np.ndarray:
-    """Codes of the test set (N, latent_dim); ``name``, ``stamp`` and ``root`` key the cache."""
-    return inference.encode(_tm, _bundle.test.x[:MAX_CODES])
-
-
-def enlarge(img: np.ndarray, px: int) -> np.ndarray:
-    """uint8 (H, W[, 3]) -> nearest-neighbour enlarged to about ``px`` wide."""
-    s = max(1, px // img.shape[1])
-    return img.repeat(s, 0).repeat(s, 1)
-
-
-def show(img: np.ndarray, caption: str, px: int) -> None:
-    # PNG: Streamlit's "auto" picks JPEG for arrays, which smears the enlarged pixels
-    st.image(enlarge(img, px), caption=caption, output_format="PNG")
+def reference_codes(_tm, _bundle, name: str, stamp: int, root: str) -> np.ndarray:  # name, stamp, root: the key
+    return engine.reference_codes(_tm, _bundle)
 
 
 def init_state(key: str, value, lo, hi) -> None:
@@ -60,13 +52,12 @@ def init_state(key: str, value, lo, hi) -> None:
 
 d, vae = tm.model.latent_dim, tm.model.is_variational
 ident = (tm.name or "", weights_stamp(tm.name or ""), str(store().root))
-codes = test_codes(tm, bundle, *ident)
+codes = reference_codes(tm, bundle, *ident)
 try:
-    ranges = inference.latent_ranges(tm, codes)  # (d, 2): ±3 for a VAE, the codes' 1st..99th percentiles otherwise
+    ranges, centre = engine.slider_state(tm, codes)
 except AecoreError as e:
     show_error(e, "cannot find the latent ranges")
     st.stop()
-centre = np.zeros(d, np.float32) if vae else np.median(codes, 0).astype(np.float32)
 
 # The code being decoded lives in session_state (hidden dimensions included) and
 # is reset when another model is chosen; slider keys are refilled from it.
@@ -84,64 +75,31 @@ def set_code(z: np.ndarray) -> None:
         st.session_state.pop(f"gen_z{i}", None)
 
 
-def random_code() -> np.ndarray:
-    rng = np.random.default_rng()
-    # a VAE's prior is N(0, I); a plain autoencoder has none, so a random test item's code stands in
-    return rng.standard_normal(d).astype(np.float32) if vae else codes[rng.integers(len(codes))]
-
-
 tab_sl, tab_int, tab_grid, tab_samp = st.tabs(["Sliders", "Interpolation", "Grid", "Random samples"])
 
 with tab_sl:
     z = st.session_state["gen_code"]
-    if d > MAX_SLIDERS:
-        # dead units (no spread over the test set) are the least interesting to move
-        busiest = sorted(np.argsort(-codes.std(0))[:MAX_SLIDERS].tolist())
-        dims = st.multiselect(
-            f"Dimensions to move (at most {MAX_SLIDERS} of {d}; the rest stay where they are)",
-            list(range(d)),
-            default=busiest,
-            max_selections=MAX_SLIDERS,
-            format_func=lambda i: f"z{i}",
-            key="gen_dims",
-        )
-    else:
-        dims = list(range(d))
+    dims = list(range(d))
+    if d > engine.MAX_SLIDERS:
+        label = f"Dimensions to move (at most {engine.MAX_SLIDERS} of {d}; the rest stay where they are)"
+        kw = {"max_selections": engine.MAX_SLIDERS, "format_func": lambda i: f"z{i}", "key": "gen_dims"}
+        dims = st.multiselect(label, dims, default=engine.busiest_dims(codes), **kw)
     left, right = st.columns([3, 2])
     with left:
         b1, b2, _ = st.columns([1, 1, 2])
-        b1.button(
-            "Reset",
-            key="gen_reset",
-            on_click=set_code,
-            args=(centre,),
-            icon=":material/restart_alt:",
-            help="Back to the prior's centre (VAE) or the test codes' median.",
-        )
-        b2.button(
-            "Random point",
-            key="gen_random",
-            on_click=lambda: set_code(random_code()),
-            icon="🎲",
-            help="A draw from the prior (VAE) or the code of a random test image.",
-        )
+        b1.button("Reset", key="gen_reset", on_click=set_code, args=(centre,), **RESET)
+        # Callbacks get the arguments of the run that drew the button: a fresh draw each run is a fresh click.
+        random = (engine.random_code(tm, codes, np.random.default_rng()),)
+        b2.button("Random point", key="gen_random", on_click=set_code, args=random, icon="🎲", help=RANDOM_HELP)
         cols = st.columns(2)
         for n_, i in enumerate(dims):
             lo, hi = (float(v) for v in ranges[i])
             init_state(f"gen_z{i}", float(z[i]), lo, hi)
             z[i] = cols[n_ % 2].slider(f"z{i}", lo, hi, step=(hi - lo) / 100, format="%.2f", key=f"gen_z{i}")
-        st.caption(
-            (
-                "Ranges: the prior's ±3 standard deviations."
-                if vae
-                else "Ranges: the 1st to 99th percentile of the test codes, widened by 10%."
-            )
-            + (" Start: the origin." if vae else " Start: the median test code.")
-        )
+        st.caption(VAE_RANGES if vae else AE_RANGES)
     with right:
         try:
-            img = inference.decode(tm, z)[0]
-            show(to_png_array(img), "decoded", IMAGE_PX)
+            st.image(engine.decoded_picture(tm, z), "decoded", **PNG)
         except AecoreError as e:
             show_error(e, "cannot decode")
 
@@ -153,16 +111,12 @@ with tab_int:
     a = c1.number_input("From test image", 0, n_test - 1, step=1, key="gen_a")
     b = c2.number_input("To test image", 0, n_test - 1, step=1, key="gen_b")
     steps = c3.slider("Steps", 3, 16, 8, key="gen_steps", persist_state="session")
-    xa, xb = as_float(bundle.test.x[a], bundle), as_float(bundle.test.x[b], bundle)
     try:
-        path = inference.interpolate(tm, xa, xb, steps)  # (steps, C, H, W)
-        t = np.linspace(0, 1, steps, dtype=np.float32)[:, None, None, None]
-        fade = (1 - t) * xa[None] + t * xb[None]  # the same ends blended pixel by pixel, for comparison
-        show(figures.image_grid([path, fade]), "through the latent space (top) · pixel cross-fade (bottom)", GRID_PX)
+        picture = engine.interpolation_picture(tm, bundle, a, b, steps)
+        st.image(picture, "through the latent space (top) · pixel cross-fade (bottom)", **PNG)
         st.caption(
-            "Each image of the top row decodes a code on the straight line between the two images' codes; "
-            "the bottom row only mixes their pixels. Where the top row stays a plausible image, the "
-            "latent space is smooth there."
+            "Each image of the top row decodes a code on the straight line between the two images' codes; the bottom "
+            "row only mixes their pixels. Where the top row stays a plausible image, the latent space is smooth there."
         )
     except AecoreError as e:
         show_error(e, "cannot interpolate")
@@ -173,37 +127,24 @@ with tab_grid:
     d1 = c2.selectbox("Columns move", range(d), index=min(1, d - 1), format_func=lambda i: f"z{i}", key="gen_d1")
     n = c3.slider("Grid size", 2, 20, 10, key="gen_grid_n", persist_state="session")
     try:
-        grid = inference.latent_grid(tm, (d0, d1), n, ranges=ranges, base=st.session_state["gen_code"])
-        show(figures.image_grid(list(grid)), f"{n}×{n} grid: z{d0} down, z{d1} across", GRID_PX)
+        picture = engine.grid_picture(tm, (d0, d1), n, ranges, st.session_state["gen_code"])
+        st.image(picture, f"{n}×{n} grid: z{d0} down, z{d1} across", **PNG)
         st.caption("The other dimensions stay at the slider values; each axis spans the slider's range.")
     except AecoreError as e:
         show_error(e, "cannot draw the grid")
 
 with tab_samp:
     if not vae:
-        st.info(
-            "This model is not a VAE: its training never asked the codes to follow a known distribution, "
-            "so there is no prior to draw from, and random codes mostly decode to noise. Use the sliders "
-            "or the grid, or train a `vae-mlp` model to sample new images.",
-            icon="ℹ️",
-        )
+        st.info(NO_PRIOR, icon="ℹ️")
+        st.stop()
+    c1, c2 = st.columns([3, 1])
+    k = c1.slider("Samples", 4, 64, 16, step=4, key="gen_sample_n", persist_state="session")
+    seed = {"gen_samples": (ident, int(np.random.default_rng().integers(2**31)))}  # kept with its model
+    c2.button(
+        "Draw samples", key="gen_sample", type="primary", icon="🎲", on_click=st.session_state.update, kwargs=seed
+    )
+    drawn = st.session_state.get("gen_samples")
+    if drawn and drawn[0] == ident:
+        st.image(engine.samples_picture(tm, k, int(drawn[1])), f"{k} samples from the prior N(0, I)", **PNG)
     else:
-        c1, c2 = st.columns([3, 1])
-        k = c1.slider("Samples", 4, 64, 16, step=4, key="gen_sample_n", persist_state="session")
-        c2.button(
-            "Draw samples",
-            key="gen_sample",
-            type="primary",
-            icon="🎲",
-            on_click=lambda: st.session_state.update(gen_samples=(ident, np.random.default_rng().integers(2**31))),
-        )
-        drawn = st.session_state.get("gen_samples")
-        if drawn and drawn[0] == ident:
-            # What model.sample(n) does (z ~ N(0, I), then decode), through inference.decode so
-            # that the images come back in display space like every other view.
-            zs = np.random.default_rng(drawn[1]).standard_normal((k, d)).astype(np.float32)
-            imgs = inference.decode(tm, zs)
-            rows = [imgs[i : i + 8] for i in range(0, k, 8)]
-            show(figures.image_grid(rows), f"{k} samples from the prior N(0, I)", GRID_PX)
-        else:
-            st.caption("Draw codes from the prior N(0, I) and decode them: images no one drew.")
+        st.caption("Draw codes from the prior N(0, I) and decode them: images no one drew.")

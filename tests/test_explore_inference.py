@@ -11,13 +11,7 @@ import torch
 from aecore.data import load_dataset
 from aecore.errors import ConfigError
 from aecore.explore import baselines, figures, inference, latent
-from aecore.models import (
-    ConvConfig,
-    DenseConfig,
-    DenseVAEConfig,
-    Seq2SeqConfig,
-    build_model,
-)
+from aecore.models import ConvConfig, DenseConfig, DenseVAEConfig, Seq2SeqConfig, build_model
 from aecore.models.trained import TrainedModel
 from aecore.normalise import Normaliser
 from aecore.train import TrainConfig, Trainer

@@ -151,10 +151,7 @@ def _vae_pair(name: str, sparsity: Sparsity):
 
 
 @pytest.mark.parametrize("name", ["vae", "conv_vae"])
-@pytest.mark.parametrize(
-    "sparsity, term",
-    [(Sparsity(l1=1e-2), "l1"), (Sparsity(kl=0.5, rho=0.05), "sparsity_kl")],
-)
+@pytest.mark.parametrize("sparsity, term", [(Sparsity(l1=1e-2), "l1"), (Sparsity(kl=0.5, rho=0.05), "sparsity_kl")])
 def test_vae_applies_sparsity_to_its_code(name, sparsity, term):
     plain, sparse = _vae_pair(name, sparsity)
     x, _ = batch_for(sparse)

@@ -3,8 +3,6 @@ design a model, continue a saved one, and get clear messages for bad choices."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from conftest import new_app, open_page, store_env, wait_until
 
@@ -39,10 +37,10 @@ def wait_done(at, timeout=90.0):
 
 def start(at, preset="vanilla", epochs=2, name=None):
     at.selectbox(key="tr_preset").set_value(preset).run()
+    # The form's values travel with its Train button, as a browser submits them: no run in between.
     at.number_input(key="tr_epochs").set_value(epochs)
     if name:
         at.text_input(key=f"tr_name_{preset}_digits").set_value(name)
-    at.run()
     at.button(key="tr_start").click().run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -109,18 +107,19 @@ def test_stop_ends_a_run_early(empty_store):
 def test_bad_choices_get_a_message_and_start_nothing(empty_store):
     at = open_page("train")
     at.selectbox(key="tr_preset").set_value("vanilla").run()
-    at.text_input(key="tr_name_vanilla_digits").set_value("../../etc").run()
+    at.text_input(key="tr_name_vanilla_digits").set_value("../../etc")
     at.button(key="tr_start").click().run()
     assert not at.exception
     assert any("invalid model name" in e.value for e in at.error)
     assert "job" not in at.query_params
-    at.text_input(key="tr_name_vanilla_digits").set_value("ok-name")
-    at.selectbox(key="tr_precision").set_value("bf16").run()
     from aecore.device import bf16_support, pick_device
 
     if not bf16_support(pick_device("cpu"))[0]:
+        at.text_input(key="tr_name_vanilla_digits").set_value("ok-name")
+        at.selectbox(key="tr_precision").set_value("bf16")
         at.button(key="tr_start").click().run()
         assert any("bf16 precision is refused" in e.value for e in at.error)
+        assert "job" not in at.query_params
 
 
 def test_design_your_own_architecture(empty_store):
@@ -128,15 +127,18 @@ def test_design_your_own_architecture(empty_store):
     at.selectbox(key="tr_preset").set_value("vanilla").run()
     at.toggle(key="tr_custom").set_value(True).run()
     hidden = "tr_m_vanilla_digits_dense_hidden"
-    at.text_input(key=hidden).set_value("32, x").run()
+    at.text_input(key=hidden).set_value("32, x")
+    at.button(key="tr_start").click().run()
     assert any("whole numbers" in e.value for e in at.error)
-    assert at.button(key="tr_start").disabled
-    at.text_input(key=hidden).set_value("48").run()
+    assert "job" not in at.query_params  # nothing started
+    at.text_input(key=hidden).set_value("48")
     at.selectbox(key="tr_m_vanilla_digits_dense_loss.recon").set_value("bce")
     at.number_input(key="tr_m_vanilla_digits_dense_corruption.level").set_value(0.2)
-    at.selectbox(key="tr_m_vanilla_digits_dense_corruption.kind").set_value("mask").run()
+    at.selectbox(key="tr_m_vanilla_digits_dense_corruption.kind").set_value("mask")
+    at.number_input(key="tr_epochs").set_value(2)
+    at.text_input(key="tr_name_vanilla_digits").set_value("mine")
+    at.button(key="tr_start").click().run()
     assert any("parameters" in c.value for c in at.caption)
-    start(at, epochs=2, name="mine")
     assert wait_done(at) == "done: epoch 2/2"
     cfg = ModelStore(empty_store).read_config("mine")["model"]
     assert cfg["hidden"] == [48] and cfg["loss"]["recon"] == "bce"
@@ -147,8 +149,8 @@ def test_continue_a_saved_model(empty_store):
     at = start(open_page("train"), epochs=2, name="grow")
     wait_done(at)
     at.radio(key="tr_mode").set_value("Continue a saved model").run()
-    at.selectbox(key="tr_resume").set_value("grow")
-    at.number_input(key="tr_more").set_value(2).run()
+    at.selectbox(key="tr_resume").set_value("grow").run()
+    at.number_input(key="tr_more").set_value(2)
     at.button(key="tr_start").click().run()
     assert wait_done(at) == "done: epoch 4/4"
     assert len(ModelStore(empty_store).load("grow").history) == 4
@@ -176,29 +178,40 @@ def test_out_of_range_hyper_parameters_are_refused_before_training(empty_store):
     at = start(open_page("train"), epochs=1, name="base")
     wait_done(at)
     at.radio(key="tr_mode").set_value("Continue a saved model").run()
-    at.text_input(key="tr_resume_lr").set_value("abc").run()
+    at.text_input(key="tr_resume_lr").set_value("abc")
+    at.button(key="tr_start").click().run()
     assert not at.exception
-    assert any("check the form" in e.value for e in at.error) and at.button(key="tr_start").disabled
-    at.text_input(key="tr_resume_lr").set_value("-1").run()
+    assert any("check the form" in e.value for e in at.error)
+    at.text_input(key="tr_resume_lr").set_value("-1")
     at.button(key="tr_start").click().run()
     assert not at.exception
     assert any("learning rate must be a number above 0" in e.value for e in at.error), [e.value for e in at.error]
     assert len(ModelStore(empty_store).load("base").history) == 1  # nothing trained
 
 
-def test_a_typed_name_survives_reruns_and_the_next_run_gets_a_fresh_default(empty_store):
+def test_the_typed_name_is_the_saved_name_and_an_empty_one_gets_a_unique_default(empty_store):
     at = open_page("train")
     at.selectbox(key="tr_preset").set_value("vanilla").run()
     box = "tr_name_vanilla_digits"
-    at.text_input(key=box).set_value("my-name").run()
-    # The default name holds the time to the second: once the clock has moved on,
-    # the next rerun's default differs, and a changing default must not reset the box.
-    shown_at = int(time.time())
-    wait_until(lambda: int(time.time()) > shown_at, 5, "the clock to reach the next second")
-    at.run()
-    assert at.text_input(key=box).value == "my-name"
-    at.number_input(key="tr_epochs").set_value(1).run()
-    at.button(key="tr_start").click().run()
+    at.text_input(key=box).set_value("my-name")
+    at.number_input(key="tr_epochs").set_value(1)
+    at.button(key="tr_start").click().run()  # the name travels with the button (one form)
     wait_done(at)
     assert ModelStore(empty_store).exists("my-name")
-    assert at.text_input(key=box).value.startswith("vanilla-digits-")
+    assert at.text_input(key=box).value == ""  # the next run gets a new name, not this one again
+    at.number_input(key="tr_epochs").set_value(1)
+    at.button(key="tr_start").click().run()
+    wait_done(at)
+    names = ModelStore(empty_store).names()
+    assert len(names) == 2 and any(n.startswith("vanilla-digits-") for n in names), names
+
+
+def test_a_continued_model_refuses_a_change_it_cannot_take(empty_store):
+    from aecore.runs.jobs import JobRegistry
+    from aecore.runs.request import TrainRequest
+
+    at = start(open_page("train"), epochs=1, name="fixed")
+    wait_done(at)
+    reg = JobRegistry(store_root=str(empty_store))
+    with pytest.raises(Exception, match="code size 3"):
+        reg.submit(TrainRequest(preset="vanilla", dataset="digits", epochs=1, latent_dim=3), resume_from="fixed")

@@ -17,11 +17,7 @@ from aecore.runs.pipeline import train
 from aecore.runs.request import TrainRequest
 
 SEED_SHAPES = {"image": (1, 28, 28), "vector": (3,), "sequence": (6,)}
-SHAPES_BY_KIND = {
-    IMAGE: [(1, 8, 8), (3, 32, 32), (1, 28, 28)],
-    VECTOR: [(2,), (3,)],
-    SEQUENCE: [(6,)],
-}
+SHAPES_BY_KIND = {IMAGE: [(1, 8, 8), (3, 32, 32), (1, 28, 28)], VECTOR: [(2,), (3,)], SEQUENCE: [(6,)]}
 
 
 def seed_shape(preset) -> tuple[int, ...]:

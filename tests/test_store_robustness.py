@@ -363,12 +363,7 @@ def _save_and_freeze_at(root: str, phase: str, reached) -> None:
 
 
 @pytest.mark.parametrize(
-    "phase, survivor",
-    [
-        ("weights-written", 1),
-        ("old-model-in-trash", 1),
-        ("trash-not-emptied", 2),
-    ],
+    "phase, survivor", [("weights-written", 1), ("old-model-in-trash", 1), ("trash-not-emptied", 2)]
 )
 def test_a_save_killed_at_each_step_leaves_the_old_model_or_the_new(tmp_path, phase, survivor):
     root = tmp_path / "store"

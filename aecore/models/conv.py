@@ -16,14 +16,7 @@ from typing import ClassVar, Literal
 from torch import Tensor, nn
 
 from aecore.errors import ConfigError
-from aecore.models.base import (
-    ACTIVATIONS,
-    Autoencoder,
-    ModelConfig,
-    activation,
-    check_choice,
-    check_positive_int,
-)
+from aecore.models.base import ACTIVATIONS, Autoencoder, ModelConfig, activation, check_choice, check_positive_int
 
 
 @dataclass

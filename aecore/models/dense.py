@@ -10,14 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aecore.errors import ConfigError
-from aecore.models.base import (
-    ACTIVATIONS,
-    Autoencoder,
-    ModelConfig,
-    activation,
-    check_choice,
-    check_positive_int,
-)
+from aecore.models.base import ACTIVATIONS, Autoencoder, ModelConfig, activation, check_choice, check_positive_int
 
 Init = Literal["default", "xavier", "xavier_zero_decoder"]
 

@@ -235,11 +235,7 @@ class TrainingJob:
                 self._set(status="failed", message=out.message, error=out.error, finished=time.time())
             else:
                 self._set(
-                    result=out,
-                    status=out.status,
-                    message=out.message,
-                    saved_as=out.saved_as,
-                    finished=time.time(),
+                    result=out, status=out.status, message=out.message, saved_as=out.saved_as, finished=time.time()
                 )
         except Exception as e:  # a bug in this thread, not a user error: keep the trace for the page
             self._set(
