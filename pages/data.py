@@ -10,9 +10,9 @@ from aecore.data import DATASETS, RAW_FILES, as_float, download, resolve_data_di
 from aecore.errors import AecoreError
 from aecore.explore.manifold import error_segments, learned_manifold, order_agreement
 from aecore.explore.sequences import format_tokens
-from aecore.runs.pipeline import train
 from aecore.runs.request import TrainRequest
 from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, show_images, store
+from pages._job_panel import attach_run, run_panel, start_run
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 
@@ -222,23 +222,18 @@ else:
             f"--dataset {name}`.",
             icon="ℹ️",
         )
-        if st.button(f"Train {DEMO_PRESET} on {name} ({DEMO_EPOCHS} epochs)", key="data_train_demo", type="primary"):
-            demo = f"{DEMO_PRESET}-{name}"
-            try:
-                with st.spinner(f"Training {DEMO_PRESET} on {name}..."):
-                    tm, result, _ = train(
-                        TrainRequest(
-                            preset=DEMO_PRESET, dataset=name, epochs=DEMO_EPOCHS, device="auto", data_dir=DATA_DIR
-                        )
-                    )
-                    if not result.ok:
-                        raise AecoreError(result.message)
-                    store().save(demo, tm)
-            except AecoreError as e:
-                show_error(e, "training failed")
-            else:
-                st.session_state["data_model"] = demo
+        job = attach_run("data_job")
+        busy = bool(job and job.view().active)
+        if st.button(
+            f"Train {DEMO_PRESET} on {name} ({DEMO_EPOCHS} epochs)",
+            key="data_train_demo",
+            type="primary",
+            disabled=busy,
+        ):
+            request = TrainRequest(preset=DEMO_PRESET, dataset=name, epochs=DEMO_EPOCHS, data_dir=DATA_DIR)
+            if start_run("data_job", request, f"{DEMO_PRESET}-{name}", overwrite=True):
                 st.rerun()
+        run_panel(job, "data", kind="vector", explore_links=False)  # when it has saved, the model list has it
         st.stop()
 
     model_name = st.selectbox(f"A model trained on {name}", models, key="data_model")

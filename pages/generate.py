@@ -44,8 +44,7 @@ def reference_codes(_tm, _bundle, name: str, stamp: int, root: str) -> np.ndarra
     return engine.reference_codes(_tm, _bundle)
 
 
-def init_state(key: str, value, lo, hi) -> None:
-    """The widget's value lives in session_state (no ``value=``), clamped into this model's range."""
+def init_state(key: str, value, lo, hi) -> None:  # the value lives in session_state (no value=), clamped
     v = st.session_state.get(key, value)
     st.session_state[key] = value if not isinstance(v, (int, float)) else type(value)(min(max(v, lo), hi))
 
@@ -68,11 +67,16 @@ if st.session_state.get("gen_model") != ident:
         del st.session_state[k]
 
 
-def set_code(z: np.ndarray) -> None:
-    """A button callback: runs before the sliders exist, so their keys may be overwritten."""
+def set_code(z: np.ndarray | None = None) -> None:
+    """A button callback (no code: a random one); it runs before the sliders exist, so their keys may be overwritten."""
+    z = engine.random_code(tm, codes, np.random.default_rng()) if z is None else z
     st.session_state["gen_code"] = z.astype(np.float32)
     for i in range(d):
         st.session_state.pop(f"gen_z{i}", None)
+
+
+def draw_samples() -> None:  # a new seed, kept with the model it was drawn for
+    st.session_state["gen_samples"] = (ident, int(np.random.default_rng().integers(2**31)))
 
 
 tab_sl, tab_int, tab_grid, tab_samp = st.tabs(["Sliders", "Interpolation", "Grid", "Random samples"])
@@ -88,9 +92,7 @@ with tab_sl:
     with left:
         b1, b2, _ = st.columns([1, 1, 2])
         b1.button("Reset", key="gen_reset", on_click=set_code, args=(centre,), **RESET)
-        # Callbacks get the arguments of the run that drew the button: a fresh draw each run is a fresh click.
-        random = (engine.random_code(tm, codes, np.random.default_rng()),)
-        b2.button("Random point", key="gen_random", on_click=set_code, args=random, icon="🎲", help=RANDOM_HELP)
+        b2.button("Random point", key="gen_random", on_click=set_code, icon="🎲", help=RANDOM_HELP)
         cols = st.columns(2)
         for n_, i in enumerate(dims):
             lo, hi = (float(v) for v in ranges[i])
@@ -139,10 +141,7 @@ with tab_samp:
         st.stop()
     c1, c2 = st.columns([3, 1])
     k = c1.slider("Samples", 4, 64, 16, step=4, key="gen_sample_n", persist_state="session")
-    seed = {"gen_samples": (ident, int(np.random.default_rng().integers(2**31)))}  # kept with its model
-    c2.button(
-        "Draw samples", key="gen_sample", type="primary", icon="🎲", on_click=st.session_state.update, kwargs=seed
-    )
+    c2.button("Draw samples", key="gen_sample", type="primary", icon="🎲", on_click=draw_samples)
     drawn = st.session_state.get("gen_samples")
     if drawn and drawn[0] == ident:
         st.image(engine.samples_picture(tm, k, int(drawn[1])), f"{k} samples from the prior N(0, I)", **PNG)

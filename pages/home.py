@@ -5,15 +5,15 @@ import streamlit as st
 
 from aecore.data import DATASETS, resolve_data_dir
 from aecore.device import describe_device
-from aecore.errors import AecoreError
-from aecore.explore import figures, inference
 from aecore.presets import PRESETS
-from aecore.runs.pipeline import train
 from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
-from pages._common import enlarge, ensure_navigation, registry
+from pages._common import ensure_navigation, load_model, registry
+from pages._job_panel import attach_run, run_panel, start_run
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
+
+DEMO = "demo-vanilla-digits"
 
 st.title("Autoencoder Studio")
 st.caption("Train autoencoders live on your GPU or CPU, then explore what they learned.")
@@ -31,43 +31,22 @@ st.write(
     "on scikit-learn's built-in digits: no download, a few seconds on a CPU."
 )
 epochs = st.slider("Epochs", 1, 100, 30, key="home_epochs")
-if st.button("Train a demo model", type="primary", key="home_train"):
-    try:
-        with st.status("Training vanilla on digits...", expanded=True) as status:
-            request = TrainRequest(
-                preset="vanilla", dataset="digits", epochs=epochs, batch_size=64, lr=3e-3, latent_dim=32, device="auto"
-            )
-            tm, result, bundle = train(request)
-            store.save("demo-vanilla-digits", tm, overwrite=True)
-            status.update(label=f"{result.status}: {result.message}", state="complete")
-        st.session_state["home_result"] = (tm, bundle)
-    except AecoreError as e:
-        st.error(str(e))
-
-# Counted after the demo above may have saved one.
+job = attach_run("home_job")
+if st.button("Train a demo model", type="primary", key="home_train", disabled=bool(job and job.view().active)):
+    # A run of its own like any other (its own process, not this page's thread); the demo name is reused.
+    request = TrainRequest(preset="vanilla", dataset="digits", epochs=epochs, batch_size=64, lr=3e-3, latent_dim=32)
+    if start_run("home_job", request, DEMO, overwrite=True):
+        st.rerun()
 right.metric("Saved models", len(store.names()))
-
-if "home_result" in st.session_state:
-    tm, bundle = st.session_state["home_result"]
+run_panel(job, "home", explore_links=True)
+done = job.view() if job is not None else None
+if done is not None and done.saved_as and not done.active:
+    tm = load_model(done.saved_as)
     m = tm.metrics
     c1, c2, c3 = st.columns(3)
     c1.metric("Test MSE", f"{m['test_mse']:.4f}")
     c2.metric(f"PCA-{m['pca_components']} MSE", f"{m['pca_test_mse']:.4f}")
     c3.metric("Images/s", f"{m['images_per_s']:,.0f}")
-    st.line_chart(
-        pd.DataFrame(
-            {"train": [h["train_loss"] for h in tm.history], "validation": [h["val_loss"] for h in tm.history]}
-        ),
-        x_label="epoch",
-        y_label="loss",
-    )
-    originals = bundle.test.x[:12]
-    st.image(
-        enlarge(figures.recon_grid(originals, inference.reconstruct(tm, originals), n=12)),
-        output_format="PNG",
-        caption="test originals (top) over reconstructions (bottom)",
-        width=600,
-    )
 
 st.subheader("What you can do")
 tour = [

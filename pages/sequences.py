@@ -8,10 +8,9 @@ from aecore.errors import AecoreError
 from aecore.explore import inference
 from aecore.explore.sequences import expected_output, format_tokens, parse_tokens, random_sequences
 from aecore.models.seq import Seq2SeqConfig
-from aecore.runs.jobs import step_frame
-from aecore.runs.pipeline import default_name
 from aecore.runs.request import TrainRequest
-from pages._common import MODEL_KEY, ensure_navigation, pick_model, registry, remember_job, show_error
+from pages._common import MODEL_KEY, ensure_navigation, pick_model, show_error
+from pages._job_panel import attach_run, run_panel, start_run
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 
@@ -44,51 +43,11 @@ with st.expander("The task (seed 000)", expanded=True):
 
 # --- 1. Train --------------------------------------------------------------------------
 st.header("1 · Train")
-job_id = st.session_state.get(JOB_KEY) or st.query_params.get(JOB_KEY)
-job = registry().get(job_id)
-if job_id and job is None:
-    # The server restarted (or the job was forgotten): nothing to re-attach to.
-    st.session_state.pop(JOB_KEY, None)
-    st.query_params.pop(JOB_KEY, None)
-elif job is not None:
-    st.session_state[JOB_KEY] = job.id  # a reload found it through the URL: keep it in the session too
-    st.query_params[JOB_KEY] = job.id
-view = job.view() if job is not None else None
-active = bool(view and view.active)
-
-
-def _start() -> None:
-    ss = st.session_state
-    ss.pop("seq_start_error", None)
-    request = TrainRequest(
-        preset=PRESET,
-        dataset=DATASET,
-        epochs=int(ss["seq_epochs"]),
-        batch_size=int(ss["seq_batch"]),
-        lr=float(ss["seq_lr"]),
-        limit=int(ss["seq_n"]),
-        device="auto",
-    )
-    name = (ss.get("seq_name") or "").strip() or default_name(PRESET, DATASET)
-    try:
-        new = registry().submit(request, name)
-    except AecoreError as e:
-        ss["seq_start_error"] = str(e)
-        return
-    ss[JOB_KEY] = new.id
-    remember_job(new.id)
-    st.query_params[JOB_KEY] = new.id
-
-
-def _stop() -> None:
-    j = registry().get(st.session_state.get(JOB_KEY))
-    if j is not None:
-        j.stop()
-
-
+job = attach_run("seq_job", "seq_job")  # a reloaded page finds and adopts its run through the URL
+active = job is not None and job.view().active
 with st.form("seq_form"):
     c1, c2, c3, c4 = st.columns(4)
-    c1.number_input(
+    n = c1.number_input(
         "Training sequences",
         100,
         100_000,
@@ -98,59 +57,35 @@ with st.form("seq_form"):
         persist_state="session",
         help="The seed trains on 100,000; 5,000 already give a model that is often right.",
     )
-    c2.number_input("Epochs", 1, 50, 1, key="seq_epochs", persist_state="session")
-    c3.number_input("Batch size", 1, 4096, 32, key="seq_batch", persist_state="session")
-    c4.number_input("Learning rate", 1e-5, 1.0, 1e-3, step=1e-4, format="%.4f", key="seq_lr", persist_state="session")
-    st.text_input("Save as", key="seq_name", placeholder=f"automatic: {PRESET}-{DATASET}-HHMMSS")
-    st.form_submit_button("Train in the background", type="primary", on_click=_start, disabled=active, key="seq_train")
-if err := st.session_state.get("seq_start_error"):
-    st.error(f"Training did not start: {err}", icon="⚠️")
+    epochs = c2.number_input("Epochs", 1, 50, 1, key="seq_epochs", persist_state="session")
+    batch = c3.number_input("Batch size", 1, 4096, 32, key="seq_batch", persist_state="session")
+    lr = c4.number_input(
+        "Learning rate", 1e-5, 1.0, 1e-3, step=1e-4, format="%.4f", key="seq_lr", persist_state="session"
+    )
+    name = st.text_input("Save as", key="seq_name", placeholder=f"automatic: {PRESET}-{DATASET}-YYYYMMDD-HHMMSS")
+    pressed = st.form_submit_button("Train in the background", type="primary", disabled=active, key="seq_train")
+if pressed:
+    request = TrainRequest(
+        preset=PRESET,
+        dataset=DATASET,
+        epochs=int(epochs),
+        batch_size=int(batch),
+        lr=float(lr),
+        limit=int(n),
+        device="auto",
+    )
+    if start_run("seq_job", request, name.strip() or None, session_key="seq_job"):
+        st.rerun()
 st.button(
     "Stop",
     key="seq_stop",
-    on_click=_stop,
+    on_click=lambda: job and job.stop(),
     disabled=not active,
     help="Stops after the current batch and saves what was trained so far.",
 )
-
-
-@st.fragment(run_every=1.0 if active else None)
-def _progress() -> None:
-    j = registry().get(st.session_state.get(JOB_KEY))
-    if j is None:
-        st.caption("No training job in this session yet.")
-        return
-    j.touch()
-    v = j.view()
-    step = f", step {v.step}/{v.steps_per_epoch}" if v.status == "running" and v.steps_per_epoch else ""
-    st.progress(v.progress, text=f"{v.status}: epoch {v.epoch}/{v.epochs}{step} — model '{v.name}'")
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Last loss", f"{v.steps[-1]['loss']:.3f}" if v.steps else "–")
-    m2.metric("Sequences/s", f"{v.images_per_s:,.0f}" if v.images_per_s else "–")
-    m3.metric("Elapsed", f"{v.elapsed_s:.0f} s")
-    m4.metric("Remaining", f"{v.eta_s:.0f} s" if v.active and v.eta_s is not None else "–")
-    if v.steps:
-        frame = pd.DataFrame(step_frame(v)).set_index("step")[["loss"]]
-        st.line_chart(frame, x_label="step", y_label="cross-entropy", height=220)
-    if v.status == "done":
-        st.success(f"done: {v.message}", icon="✅")
-    elif v.status in ("stopped", "early_stopped"):
-        st.warning(f"{v.status}: {v.message}")
-    elif not v.active:
-        st.error(f"{v.status}: {v.message}", icon="⚠️")
-    else:
-        st.caption(v.message)
-    if active and not v.active:
-        st.rerun()  # one full run: re-enable the form, stop polling, offer the new model below
-
-
-_progress()
-
-if view is not None and not active and view.saved_as and st.session_state.get("seq_shown") != view.id:
-    # The job just finished: select its model below (once, so the user can pick another afterwards).
-    st.session_state["seq_shown"] = view.id
-    st.session_state[MODEL_KEY] = view.saved_as
-    st.session_state.pop(f"_pick_{MODEL_KEY}", None)
+if job is None:
+    st.caption("No training job in this session yet.")
+run_panel(job, "seq", kind="sequence", explore_links=False)
 
 # --- 2. Try it -------------------------------------------------------------------------
 st.header("2 · Try it")

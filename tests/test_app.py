@@ -34,6 +34,11 @@ def trained_app(app_store):
     at.slider(key="home_epochs").set_value(3)
     at.button(key="home_train").click()
     at.run()
+    from pages._common import registry  # the page's registry (cache_resource: one per process)
+
+    job = registry().get(at.session_state["_run_home_job"])
+    assert job is not None and job.join(120), "the demo run did not finish in 2 minutes"
+    at.run()
     return at
 
 
@@ -58,10 +63,10 @@ def test_demo_button_trains_shows_results_and_saves(trained_app, app_store):
     at = trained_app
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    statuses = at.get("status")
-    assert statuses and statuses[0].label.startswith("done"), statuses
-    tm, bundle = at.session_state["home_result"]
-    assert len(tm.history) == 3  # the slider's value reached the trainer
+    assert at.get("progress")[0].proto.text.startswith("done: epoch 3/3")  # the slider's value reached the run
+    assert at.query_params["home_job"]  # a reload finds the run
+    tm = ModelStore(app_store).load(DEMO)
+    assert len(tm.history) == 3
     m = metrics(at)
     assert float(m["Test MSE"]) == pytest.approx(tm.metrics["test_mse"], abs=5e-5)
     assert any(label.startswith("PCA-") for label in m)

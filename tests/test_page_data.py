@@ -176,8 +176,14 @@ def test_manifold_demo_draws_the_learned_code_on_the_data(page_env, model, name,
 
 
 def test_train_demo_button_trains_saves_and_draws(empty_store):
+    from pages._common import registry
+
     at = open_page("data", data_name="sine")
     at.button(key="data_train_demo").click()
+    at.run()
+    ok(at)
+    job = registry().get(at.session_state["_run_data_job"])  # trained as a run, not in the page's thread
+    assert job is not None and job.join(120) and job.view().status == "done", job.view().message
     at.run()
     ok(at)
     assert ModelStore(empty_store).names() == ["manifold-1d-sine"]

@@ -13,6 +13,9 @@ from PIL import Image
 from aecore.data import load_dataset
 from aecore.explore import inference
 from aecore.explore.figures import to_png_array
+from aecore.explore.metrics import evaluate
+from aecore.runs.pipeline import train_and_save
+from aecore.runs.request import TrainRequest, model_data
 from aecore.store import ModelStore
 
 
@@ -149,3 +152,38 @@ def test_empty_store_shows_what_to_do(tmp_path):
     assert not at.exception
     assert "No saved model of image or vector data yet" in at.info[0].value
     assert not at.get("plotly_chart")
+
+
+@pytest.fixture(scope="module")
+def seed3_store(tmp_path_factory):
+    """A store with one model trained with seed 3, whose digits split is not the default (seed 0) one."""
+    root = tmp_path_factory.mktemp("seed3_store")
+    request = TrainRequest(preset="vanilla", dataset="digits", epochs=2, seed=3, device="cpu")
+    assert train_and_save(request, ModelStore(root), "s3").saved_as == "s3"
+    return root
+
+
+def test_points_and_a_clicked_item_are_the_models_own_test_split(seed3_store, media):
+    """Every point is an item of the test split eval scores (the model's seed drew it),
+    and a click shows that item, not the item at that index of the default split."""
+    tm = ModelStore(seed3_store).load("s3")
+    own = model_data(tm)
+    n_items = evaluate(tm, own)["n_items"]
+    with store_env(seed3_store):
+        at = open_page("latent", model_name="s3")
+        ok(at)
+        traces = scatter(at)
+        assert sum(len(t["customdata"]) for t in traces) == n_items
+        default = load_dataset("digits").test.x
+        trace_no, k = next(
+            (t, k)
+            for t, tr in enumerate(traces)
+            for k, i in enumerate(tr["customdata"])
+            if i >= len(default) or not np.array_equal(own.test.x[i], default[i])
+        )
+        i = traces[trace_no]["customdata"][k]
+        select(at, {"curve_number": trace_no, "point_number": k, "point_index": k, "customdata": i})
+    ok(at)
+    assert [s.value for s in at.subheader] == [f"Item {i}: {own.class_names[own.test.labels[i]]}"]
+    shown = pixels(media, images(at)["original"])
+    np.testing.assert_array_equal(shown, to_png_array(own.test.x[i], 12))  # 8x8 shown 12x larger

@@ -137,7 +137,7 @@ def test_training_from_the_form_runs_in_the_background_and_saves(tmp_path):
         assert job.view().status == "done", job.view().message
         at.run()
         assert not at.exception, texts(at.exception)
-        assert any(s.value.startswith("done") for s in at.success), texts(at.success)
+        assert any("Saved as 'seq-from-page'" in s.value for s in at.success), texts(at.success)
         progress = at.get("progress")[0].proto
         assert progress.value == 100 and "epoch 1/1" in progress.text
         assert not at.button(key="seq_train").disabled and at.button(key="seq_stop").disabled
@@ -155,7 +155,7 @@ def test_training_from_the_form_runs_in_the_background_and_saves(tmp_path):
         again.run()
         assert not again.exception, texts(again.exception)
         assert again.session_state["seq_job"] == job_id
-        assert "model 'seq-from-page'" in again.get("progress")[0].proto.text
+        assert any("seq-from-page" in h.value for h in again.subheader), texts(again.subheader)
 
 
 def test_stop_button_stops_a_running_job(tmp_path):
@@ -169,6 +169,14 @@ def test_stop_button_stops_a_running_job(tmp_path):
         wait_until(lambda: job.view().status == "running", 60, lambda: f"the job to run (it is {job.view().status})")
         at.run()  # the page now sees a running job: Stop enabled, Train disabled
         assert not at.button(key="seq_stop").disabled and at.button(key="seq_train").disabled
+        # A reload (a new session with only the URL) adopts the running job: it keeps it alive.
+        again = new_app()
+        again.query_params["seq_job"] = job.id
+        again.run()
+        again.switch_page("pages/sequences.py")
+        again.run()
+        assert not again.exception, texts(again.exception)
+        assert job.id in again.session_state["_my_jobs"]
         at.button(key="seq_stop").click()
         at.run()
         assert job.join(60)
@@ -177,7 +185,7 @@ def test_stop_button_stops_a_running_job(tmp_path):
         at.run()
         assert not at.exception, texts(at.exception)
         assert at.button(key="seq_stop").disabled and not at.button(key="seq_train").disabled
-        assert any(w.value.startswith("stopped") for w in at.warning), texts(at.warning)
+        assert at.get("progress")[0].proto.text.startswith("stopped"), at.get("progress")[0].proto.text
         # the part of the epoch trained before the stop is kept, marked partial
         saved = ModelStore(root).load(v.saved_as)
         assert [h["partial"] for h in saved.history] == [True]
