@@ -129,3 +129,73 @@ def test_seq2seq_reports_sequence_accuracy():
     hit = pred == bundle.test.target
     assert m["token_accuracy"] == pytest.approx(hit.mean())
     assert m["sequence_accuracy"] == pytest.approx(hit.all(1).mean())
+
+
+def test_resume_honours_each_changed_option_and_says_so(tmp_path):
+    from aecore.runs.pipeline import train_and_save
+    from aecore.runs.request import TrainRequest, resume_config, resume_request
+    from aecore.store import ModelStore
+
+    store = ModelStore(tmp_path)
+    train_and_save(TrainRequest(preset="vanilla", dataset="digits", epochs=1, device="cpu"), store, "base")
+    tm = store.load("base")
+    req = resume_request(tm, 2)
+    changed = TrainRequest(**{**req.__dict__, "optimizer": "sgd", "precision": "fp32", "early_stopping_patience": 3,
+                              "batch_size": 32})  # fmt: skip
+    cfg, notes = resume_config(changed, tm)
+    assert (cfg.optimizer, cfg.batch_size, cfg.early_stopping_patience, cfg.epochs) == ("sgd", 32, 3, 2)
+    assert any("optimizer: adam -> sgd" in n for n in notes) and any("fresh state" in n for n in notes)
+    assert any("batch size" in n for n in notes) and any("early stopping patience" in n for n in notes)
+    out = train_and_save(changed, store, resume_from="base")
+    assert out.saved_as == "base" and len(out.tm.history) == 3
+    assert store.load("base").meta.train["optimizer"] == "sgd"  # what ran is what is recorded
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [({"latent_dim": 3}, "code size 3"), ({"seed": 7}, "seed 7"), ({"normalisation": "symmetric"}, "normalisation")],
+)
+def test_resume_refuses_what_a_trained_model_cannot_take(tmp_path, change, words):
+    from aecore.errors import ConfigError
+    from aecore.runs.pipeline import train_and_save
+    from aecore.runs.request import TrainRequest, resume_request
+    from aecore.store import ModelStore
+
+    store = ModelStore(tmp_path)
+    train_and_save(TrainRequest(preset="vanilla", dataset="digits", epochs=1, device="cpu"), store, "base")
+    req = TrainRequest(**{**resume_request(store.load("base"), 1).__dict__, **change})
+    with pytest.raises(ConfigError, match=words):
+        train_and_save(req, store, resume_from="base")
+    assert len(store.load("base").history) == 1  # nothing trained, nothing saved
+
+
+def test_an_explicit_name_that_exists_is_refused_and_a_default_name_is_unique(tmp_path):
+    from aecore.errors import StoreError
+    from aecore.runs.pipeline import check_name, train_and_save
+    from aecore.runs.request import TrainRequest
+    from aecore.store import ModelStore
+
+    store = ModelStore(tmp_path)
+    req = TrainRequest(preset="vanilla", dataset="digits", epochs=1, device="cpu")
+    first = train_and_save(req, store).saved_as
+    assert first.startswith("vanilla-digits-")
+    assert check_name(store, None, req) != first  # the same second: a suffix, never the same name
+    with pytest.raises(StoreError, match="already exists"):
+        train_and_save(req, store, first)
+    assert train_and_save(req, store, first, overwrite=True).saved_as == first
+
+
+def test_model_data_gives_the_split_the_model_was_trained_with(tmp_path):
+    from aecore.explore.metrics import evaluate
+    from aecore.runs.pipeline import train_and_save
+    from aecore.runs.request import TrainRequest, model_data
+    from aecore.store import ModelStore
+
+    store = ModelStore(tmp_path)
+    out = train_and_save(TrainRequest(preset="vanilla", dataset="digits", epochs=1, seed=3, device="cpu"), store, "s3")
+    tm = store.load("s3")
+    bundle = model_data(tm)
+    assert np.array_equal(bundle.test.x, out.bundle.test.x)  # the training run's own test items
+    assert evaluate(tm, bundle)["test_mse"] == pytest.approx(out.tm.metrics["test_mse"], rel=1e-6)
+    seed0 = load_dataset("digits", seed=0)
+    assert not np.array_equal(seed0.test.x, bundle.test.x)  # seed 0 would show other items as "test"
