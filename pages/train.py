@@ -66,7 +66,7 @@ def preset_request() -> tuple[TrainRequest, str, bool, str] | None:
     )
     kinds = family_choices(bundle.kind)
     kind = choice("Model family", kinds, base_cfg.kind, f"tr_kind_{preset}", disabled=not design)
-    with st.form("tr_form", border=False):
+    with st.form("tr_form", border=False, enter_to_submit=False):  # Enter confirms a box, the button trains
         options = {
             **hyper_parameters(t, getattr(base_cfg, "latent_dim", None), f"tr_latent_{preset}"),
             **more_options(t),
@@ -104,7 +104,7 @@ def resume_form() -> tuple[TrainRequest, str, bool, str] | None:
         f"{tm.meta.preset} on {tm.meta.dataset}, {len(tm.history)} epoch(s) so far; training continues "
         "with its optimizer state and is saved under the same name."
     )
-    with st.form("tr_resume_form", border=False):
+    with st.form("tr_resume_form", border=False, enter_to_submit=False):
         c1, c2 = st.columns(2)
         more = int(c1.number_input("More epochs", 1, 10_000, 5, key="tr_more"))
         lr_text = c2.text_input("Learning rate (empty: as before)", "", key="tr_resume_lr")
