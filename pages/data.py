@@ -1,7 +1,6 @@
 """Data: browse every dataset the studio knows, and see what a 1-D code learns
 about points on a line, a sine wave or a helix."""
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -21,13 +20,8 @@ st.caption(
     "What each dataset holds. The manifold demos show the seeds' central idea: points in 2-D or 3-D "
     "that really need one number each, and the number an autoencoder learns for them."
 )
-name = st.selectbox(
-    "Dataset",
-    list(DATASETS),
-    format_func=lambda n: explore.dataset_label(n, DATA_DIR),
-    key="data_name",
-    persist_state="session",
-)
+labels = explore.dataset_labels(DATA_DIR)
+name = st.selectbox("Dataset", list(labels), format_func=labels.get, key="data_name", persist_state="session")
 
 if not DATASETS[name].available(DATA_DIR):
     warning, how = explore.missing_help(name, DATA_DIR)
@@ -35,7 +29,7 @@ if not DATASETS[name].available(DATA_DIR):
     st.markdown(how)
     if st.button(f"Download {name} now", key="data_download", help="Through torchvision; needs the network."):
         try:
-            with st.spinner(f"Downloading {name}..."):
+            with st.spinner(f"Downloading {name} into {explore.data_root(DATA_DIR)}..."):
                 download(name, DATA_DIR)
         except AecoreError as e:
             show_error(e)
@@ -49,7 +43,6 @@ except AecoreError as e:
     show_error(e, f"cannot load {name}")
     st.stop()
 
-# --- what is in it -----------------------------------------------------------------------
 info = explore.summary(bundle)
 cols = st.columns([1, 1, 1, 1, 1.6])
 for col, split in zip(cols, SPLITS):
@@ -72,12 +65,10 @@ part = getattr(bundle, split)
 seed = st.session_state.setdefault("data_seed", 0)
 
 
-def _shuffle() -> None:
-    st.session_state["data_seed"] += 1
-
-
 def _shuffle_button(col) -> None:
-    col.button("🎲 Shuffle", key="data_shuffle", on_click=_shuffle, width="stretch")
+    col.button(
+        "🎲 Shuffle", key="data_shuffle", on_click=lambda: st.session_state.update(data_seed=seed + 1), width="stretch"
+    )
 
 
 if bundle.kind == "image":
@@ -90,15 +81,10 @@ if bundle.kind == "image":
         st.info(f"No '{chosen}' items in the {split} split.")
     else:
         show_images(shown.images, shown.captions, scale=shown.scale)
-        which = "" if chosen == explore.ALL_CLASSES else f" labelled '{chosen}'"
-        st.caption(f"{len(shown.images)} random {split} images of {shown.pool:,}{which}, enlarged pixel by pixel.")
+        st.caption(shown.note)
 
 elif bundle.kind == "sequence":
-    vocab, out_len = bundle.info.get("vocab"), bundle.info.get("output_len")
-    st.markdown(
-        f"Each input is {bundle.sample_shape[0]} integers from 1 to {vocab - 1}; the target is its first "
-        f"{out_len} in reverse order. Token 0 is kept for the decoder's start token."
-    )
+    st.markdown(explore.sequence_intro(bundle))
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
     c1.caption(f"Random {split} examples:")
     _shuffle_button(c2)
@@ -108,29 +94,23 @@ elif bundle.kind == "sequence":
 
 else:
     dim = bundle.sample_shape[0]
-    size = 3 if dim >= 3 else 5
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
     n = c1.slider("Points", 10, len(part), min(1000, len(part)), key="data_points")
     _shuffle_button(c2)
     pts, pos = explore.random_points(part, n, seed)
 
-    def scatter(p: np.ndarray, name: str, **kw):
-        """Beyond 3-D only the first three coordinates can be drawn."""
-        if dim >= 3:
-            return go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], name=name, **kw)
-        return go.Scatter(x=p[:, 0], y=p[:, 1], name=name, **kw)
-
-    def chart(traces: list, title: str, key: str) -> None:
-        fig = go.Figure(traces)
+    def chart(traces: list[explore.Trace], title: str, key: str) -> None:
+        # beyond 3-D only the first three coordinates can be drawn
+        kind, axes = (go.Scatter3d, "xyz") if dim >= 3 else (go.Scatter, "xy")
+        fig = go.Figure([kind(name=t.name, **dict(zip(axes, t.points.T)), **t.style) for t in traces])
         fig.update_layout(template="plotly_dark", title=title, height=520, margin=dict(l=10, r=10, t=40, b=10))
         fig.update_layout(legend=dict(orientation="h", y=-0.05))
         if dim < 3:
             fig.update_yaxes(scaleanchor="x", scaleratio=1)  # a line should look like a line
         st.plotly_chart(fig, key=key)
 
-    colours = dict(size=size, color=pos, colorscale="Viridis", colorbar=dict(title="position"))
     title = f"{n:,} {split} points, coloured by their position along the curve"
-    chart([scatter(pts, "data", mode="markers", marker=colours)], title, "data_points_plot")
+    chart([explore.points_trace(pts, pos)], title, "data_points_plot")
     if dim > 3:
         st.caption(f"Only the first 3 of {dim} coordinates are drawn.")
 
@@ -138,12 +118,7 @@ else:
     st.markdown(explore.MANIFOLD_INTRO.format(dim=dim))
     models = [i.name for i in store().list() if i.ok and i.dataset == name]
     if not models:
-        st.info(
-            f"No saved model was trained on {name} yet. Train preset `{DEMO_PRESET}` on it: here (a few "
-            f"seconds), on the Train page, or with `python -m aecore train --preset {DEMO_PRESET} "
-            f"--dataset {name}`.",
-            icon="ℹ️",
-        )
+        st.info(explore.no_model_hint(name), icon="ℹ️")
         job = attach_run("data_job")
         label = f"Train {DEMO_PRESET} on {name} ({DEMO_EPOCHS} epochs)"
         if st.button(label, key="data_train_demo", type="primary", disabled=bool(job and job.view().active)):
@@ -160,23 +135,12 @@ else:
         show_error(e, f"cannot use '{model_name}'")
         st.stop()
     show_curve = view.curve is not None and st.checkbox(
-        "Draw the decoder's curve past the data",
-        value=True,
-        key="data_show_curve",
-        help="decode(z) for z evenly spaced from the smallest to the largest code, 10% further at each end.",
+        "Draw the decoder's curve past the data", value=True, key="data_show_curve", help=explore.CURVE_HELP
     )
     show_err = st.checkbox("Join each point to its reconstruction", value=False, key="data_show_errors")
-    by_code = dict(size=size, color=view.code, colorscale="Turbo", colorbar=dict(title=view.code_title))
-    hover = [f"{view.code_title} {c:.3f}" for c in view.code]
-    traces = [scatter(pts, "data, coloured by code", mode="markers", marker=by_code, text=hover, hoverinfo="text")]
-    if show_err:
-        traces.append(scatter(view.segments, "point → reconstruction", mode="lines", line=dict(color="gray", width=1)))
-    white = dict(mode="lines+markers", line=dict(color="white", width=3), marker=dict(size=2, color="white"))
-    traces.append(scatter(view.learned, "reconstructions (the learned manifold)", **white))
-    if show_curve:
-        dashed = dict(color="orange", width=2, dash="dash")
-        traces.append(scatter(view.curve, "decoder curve decode(z)", mode="lines", line=dashed))
-    chart(traces, f"'{model_name}': the learned code drawn on the data", "data_manifold_plot")
+    chart(
+        view.traces(show_err, show_curve), f"'{model_name}': the learned code drawn on the data", "data_manifold_plot"
+    )
     m1, m2, m3, m4 = st.columns([1, 1.6, 1.3, 1.1])
     m1.metric("Code size", view.latent_dim)
     m2.metric("Code range", view.code_range, help="The smallest and largest code value of these points.")

@@ -187,3 +187,19 @@ def test_points_and_a_clicked_item_are_the_models_own_test_split(seed3_store, me
     assert [s.value for s in at.subheader] == [f"Item {i}: {own.class_names[own.test.labels[i]]}"]
     shown = pixels(media, images(at)["original"])
     np.testing.assert_array_equal(shown, to_png_array(own.test.x[i], 12))  # 8x8 shown 12x larger
+
+
+def test_selected_item_reads_every_shape_a_selection_comes_in():
+    from aecore.explore.latent import selected_item
+
+    groups = [("0", np.array([4, 7])), ("1", np.array([2, 9]))]
+    point = {"curve_number": 1, "point_index": 1}
+    assert selected_item({"selection": {"points": [point]}}, groups, 10) == 9  # no customdata: trace and index
+    # a typed array comes back from the browser as {"0": i}; a list or a plain value as itself
+    for cd in ({"0": 7}, [7], 7):
+        assert selected_item({"selection": {"points": [{"customdata": cd}]}}, groups, 10) == 7
+    # an index beyond this figure (a bigger earlier one) is skipped for the next point
+    stale = {"customdata": 12}
+    assert selected_item({"selection": {"points": [stale, {"customdata": 2}]}}, groups, 10) == 2
+    assert selected_item(None, groups, 10) is None
+    assert selected_item({"selection": {"points": [{"curve_number": 5, "point_index": 0}]}}, groups, 10) is None

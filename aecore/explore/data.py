@@ -5,6 +5,7 @@ arrays; drawing them is the page's job."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -30,21 +31,45 @@ MANIFOLD_LEGEND = (
     "steadily along the curve) and the white curve passes through the data. Where the code folds, the "
     "white curve cuts across (between the helix's turns, say) and the order agreement drops."
 )
+CURVE_HELP = "decode(z) for z evenly spaced from the smallest to the largest code, 10% further at each end."
 ORDER_AGREEMENT_HELP = (
     "|Spearman rank correlation| of the code with the true position along the curve: 1.00 when "
     "the code runs along the curve in one direction, lower where it folds back."
 )
 
 
-def dataset_label(name: str, data_dir) -> str:
-    spec = DATASETS[name]
-    return f"{name}: {spec.description}" + ("" if spec.available(data_dir) else "  ⛔ not available")
+def dataset_labels(data_dir) -> dict[str, str]:
+    """Every known dataset's name -> a one-line label that flags the ones not on disk."""
+    return {
+        name: f"{name}: {spec.description}" + ("" if spec.available(data_dir) else "  ⛔ not available")
+        for name, spec in DATASETS.items()
+    }
+
+
+def data_root(data_dir) -> Path:
+    return resolve_data_dir(data_dir).resolve()
+
+
+def no_model_hint(name: str) -> str:
+    return (
+        f"No saved model was trained on {name} yet. Train preset `{DEMO_PRESET}` on it: here (a few "
+        f"seconds), on the Train page, or with `python -m aecore train --preset {DEMO_PRESET} "
+        f"--dataset {name}`."
+    )
+
+
+def sequence_intro(bundle: DataBundle) -> str:
+    vocab, out_len = bundle.info.get("vocab"), bundle.info.get("output_len")
+    return (
+        f"Each input is {bundle.sample_shape[0]} integers from 1 to {vocab - 1}; the target is its first "
+        f"{out_len} in reverse order. Token 0 is kept for the decoder's start token."
+    )
 
 
 def missing_help(name: str, data_dir) -> tuple[str, str]:
     """(warning, how-to markdown) for a dataset whose raw files are not there yet."""
     spec = DATASETS[name]
-    root = resolve_data_dir(data_dir).resolve()
+    root = data_root(data_dir)
     raw = root / spec.folder / "raw"
     files = "`, `".join(f + ".gz" for f in RAW_FILES)
     how = f"""
@@ -135,6 +160,7 @@ class ImageSamples:
     captions: list[str] | None
     pool: int
     scale: int  # enlargement that makes every dataset's images about the same size on screen
+    note: str
 
 
 def image_samples(bundle: DataBundle, split: str, chosen: str, count: int, seed: int) -> ImageSamples:
@@ -145,7 +171,10 @@ def image_samples(bundle: DataBundle, split: str, chosen: str, count: int, seed:
     captions = (
         None if part.labels is None else [names[int(v)] if int(v) < len(names) else str(v) for v in part.labels[idx]]
     )
-    return ImageSamples(as_float(part.x[idx], bundle), captions, pool, max(1, 84 // bundle.sample_shape[-2]))
+    which = "" if label is None else f" labelled '{chosen}'"
+    note = f"{len(idx)} random {split} images of {pool:,}{which}, enlarged pixel by pixel."
+    scale = max(1, 84 // bundle.sample_shape[-2])
+    return ImageSamples(as_float(part.x[idx], bundle), captions, pool, scale, note)
 
 
 def sequence_examples(part: Split, seed: int, n: int = 10) -> dict[str, list]:
@@ -164,14 +193,37 @@ def random_points(part: Split, n: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return part.x[idx], part.labels[idx]
 
 
+def marker_size(dim: int) -> int:
+    # 3-D scenes crowd more points into the same area than flat plots
+    return 3 if dim >= 3 else 5
+
+
+@dataclass
+class Trace:
+    """One plot trace as plain data: its points (N, D) and plotly-style keyword
+    arguments (mode, marker, line...), so the page only picks the 2-D or 3-D kind."""
+
+    name: str
+    points: np.ndarray
+    style: dict
+
+
+def points_trace(pts: np.ndarray, positions: np.ndarray) -> Trace:
+    marker = dict(
+        size=marker_size(pts.shape[1]), color=positions, colorscale="Viridis", colorbar=dict(title="position")
+    )
+    return Trace("data", pts, dict(mode="markers", marker=marker))
+
+
 @dataclass
 class ManifoldTraces:
-    """The arrays of the manifold figure, each trace in the data's own units."""
+    """The manifold figure's arrays, each in the data's own units."""
 
+    pts: np.ndarray
     code: np.ndarray  # (N,) the first code value of each point
     code_title: str
     learned: np.ndarray  # (N, D) reconstructions in order of code: the learned curve
-    segments: np.ndarray | None  # (3N, D) point -> reconstruction joins, NaN-broken
+    segments: np.ndarray  # (3N, D) point -> reconstruction joins, NaN-broken
     curve: np.ndarray | None  # (n, D) the decoder's curve, 1-D codes only
     mse: float
     agreement: float
@@ -181,11 +233,31 @@ class ManifoldTraces:
     def code_range(self) -> str:
         return f"{self.code.min():.2f} … {self.code.max():.2f}"
 
+    def traces(self, show_errors: bool = False, show_curve: bool = True) -> list[Trace]:
+        """Data coloured by code, optional joins, the learned curve, the optional decoder curve."""
+        size = marker_size(self.pts.shape[1])
+        marker = dict(size=size, color=self.code, colorscale="Turbo", colorbar=dict(title=self.code_title))
+        hover = [f"{self.code_title} {c:.3f}" for c in self.code]
+        out = [
+            Trace("data, coloured by code", self.pts, dict(mode="markers", marker=marker, text=hover, hoverinfo="text"))
+        ]
+        if show_errors:
+            out.append(
+                Trace("point → reconstruction", self.segments, dict(mode="lines", line=dict(color="gray", width=1)))
+            )
+        white = dict(mode="lines+markers", line=dict(color="white", width=3), marker=dict(size=2, color="white"))
+        out.append(Trace("reconstructions (the learned manifold)", self.learned, white))
+        if show_curve and self.curve is not None:
+            dashed = dict(mode="lines", line=dict(color="orange", width=2, dash="dash"))
+            out.append(Trace("decoder curve decode(z)", self.curve, dashed))
+        return out
+
 
 def manifold_traces(tm: TrainedModel, pts: np.ndarray, positions: np.ndarray) -> ManifoldTraces:
     view = learned_manifold(tm, pts)
     latent = int(tm.model.latent_dim)
     return ManifoldTraces(
+        pts=np.asarray(pts),
         code=view.code,
         code_title="code" if latent == 1 else "code[0]",
         learned=view.recon[view.order],
@@ -206,14 +278,19 @@ __all__ = [
     "LabelCounts",
     "ManifoldTraces",
     "Summary",
+    "Trace",
     "class_names",
-    "dataset_label",
+    "data_root",
+    "dataset_labels",
     "image_samples",
     "label_counts",
     "manifold_traces",
     "missing_help",
+    "no_model_hint",
+    "points_trace",
     "random_points",
     "sample_indices",
     "sequence_examples",
+    "sequence_intro",
     "summary",
 ]

@@ -14,6 +14,8 @@ import re
 import numpy as np
 
 from aecore.errors import ConfigError
+from aecore.explore import inference
+from aecore.models.trained import TrainedModel
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -67,4 +69,73 @@ def format_tokens(ids) -> str:
     return " ".join(str(int(v)) for v in np.asarray(ids).reshape(-1))
 
 
-__all__ = ["expected_output", "format_tokens", "parse_tokens", "random_sequences"]
+def task_description(length: int, vocab: int, out_len: int) -> str:
+    """Seed 000's task, encoder, decoder and recipe as markdown."""
+    return f"""
+- **Input**: {length} random integers from 1 to {vocab - 1}, e.g. `12 7 33 4 9 41`.
+  Each is one-hot encoded over a vocabulary of {vocab} classes; class 0 never occurs in the data,
+  it is the decoder's *start* token.
+- **Output**: the first {out_len} integers **in reverse order**: `12 7 33 4 9 41` → `33 7 12`.
+  The last {length - out_len} inputs are distractors the model must learn to ignore.
+- **Encoder**: LSTM(128) reads the {length} one-hot tokens; its final state (h, c), 256 numbers,
+  is the code.
+- **Decoder**: LSTM(128) started from that state, then a softmax over {vocab} classes. Training uses
+  *teacher forcing* (it reads `[0] + target[:-1]`); predicting is *greedy*: start from token 0 and feed
+  back its own most likely token, {out_len} steps.
+- **The seed's recipe**: 100,000 training sequences, Adam (lr 0.001), batch 32, 1 epoch,
+  categorical cross-entropy. Chance is 1 in {vocab - 1} per token.
+"""
+
+
+def task_sizes(tm: TrainedModel) -> tuple[int, int, int]:
+    """(length, vocab, out_len) of a sequence model."""
+    cfg = tm.model.config
+    return int(cfg.input_shape[0]), int(cfg.vocab), int(cfg.output_len)
+
+
+def random_text(tm: TrainedModel) -> str:
+    """One fresh example input for ``tm``, as it would be typed."""
+    x, _ = random_sequences(1, *task_sizes(tm))
+    return format_tokens(x[0])
+
+
+def answer(tm: TrainedModel, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A typed sequence -> (its tokens, the expected answer, the model's answer)."""
+    length, vocab, out_len = task_sizes(tm)
+    ids = parse_tokens(text, length, vocab)
+    pred = inference.reconstruct(tm, ids[None])[0]
+    return ids, expected_output(ids, out_len), pred
+
+
+def score_random(
+    tm: TrainedModel, n: int, shown: int = 8, seed: int | None = None
+) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy on ``n`` fresh sequences, and the first ``shown`` of them:
+    (accuracy dict, inputs, expected outputs, predicted outputs)."""
+    length, vocab, out_len = task_sizes(tm)
+    x, target = random_sequences(int(n), length, vocab, out_len, seed)
+    acc = inference.sequence_accuracy(tm, x, target)
+    return acc, x[:shown], target[:shown], inference.reconstruct(tm, x[:shown])
+
+
+def examples_table(inputs: np.ndarray, targets: np.ndarray, predictions: np.ndarray) -> dict[str, list[str]]:
+    return {
+        "input": [format_tokens(v) for v in inputs],
+        "expected": [format_tokens(v) for v in targets],
+        "predicted": [format_tokens(v) for v in predictions],
+        "right": ["✓" if (p == t).all() else "✗" for p, t in zip(predictions, targets)],
+    }
+
+
+__all__ = [
+    "answer",
+    "examples_table",
+    "expected_output",
+    "format_tokens",
+    "parse_tokens",
+    "random_sequences",
+    "random_text",
+    "score_random",
+    "task_description",
+    "task_sizes",
+]
