@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._common import keep_my_jobs_alive
+from pages._job_panel import keep_my_jobs_alive
 
 st.set_page_config(page_title="Autoencoder Studio", page_icon="🧬", layout="wide")
 

@@ -166,6 +166,12 @@ class ModelStore:
     def path(self, name: str) -> Path:
         return self.root / validate_name(name)
 
+    def weights_stamp(self, name: str) -> int:
+        """When the model's weights were last written (ns; 0 when there are none): a
+        cache of a loaded model or of its codes is stale once this changes."""
+        p = self.path(name) / "weights.safetensors"
+        return p.stat().st_mtime_ns if p.exists() else 0
+
     def exists(self, name: str) -> bool:
         return (self.path(name) / "config.json").is_file()
 

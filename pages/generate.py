@@ -34,11 +34,6 @@ if bundle is None:
     st.stop()
 
 
-def weights_stamp(name: str) -> int:
-    p = store().path(name) / "weights.safetensors"
-    return p.stat().st_mtime_ns if p.exists() else 0
-
-
 @st.cache_data(max_entries=8, show_spinner="Encoding the test set...")
 def reference_codes(_tm, _bundle, name: str, stamp: int, root: str) -> np.ndarray:  # name, stamp, root: the key
     return engine.reference_codes(_tm, _bundle)
@@ -50,7 +45,7 @@ def init_state(key: str, value, lo, hi) -> None:  # the value lives in session_s
 
 
 d, vae = tm.model.latent_dim, tm.model.is_variational
-ident = (tm.name or "", weights_stamp(tm.name or ""), str(store().root))
+ident = (tm.name or "", store().weights_stamp(tm.name or ""), str(store().root))
 codes = reference_codes(tm, bundle, *ident)
 try:
     ranges, centre = engine.slider_state(tm, codes)

@@ -8,8 +8,8 @@ from aecore.device import describe_device
 from aecore.presets import PRESETS
 from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
-from pages._common import ensure_navigation, load_model, registry
-from pages._job_panel import attach_run, run_panel, start_run
+from pages._common import ensure_navigation, load_model
+from pages._job_panel import attach_run, registry, run_panel, start_run
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 

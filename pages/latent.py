@@ -40,11 +40,6 @@ def init_state(key: str, default, lo, hi) -> None:
     st.session_state[key] = default if not isinstance(v, (int, float)) else min(max(v, lo), hi)
 
 
-def weights_stamp(name: str) -> int:
-    p = store().path(name) / "weights.safetensors"
-    return p.stat().st_mtime_ns if p.exists() else 0
-
-
 @st.cache_data(max_entries=16, show_spinner="Encoding and projecting the test set...")
 def latent_view(_tm, _bundle, name: str, stamp: int, root: str, n: int, method: str) -> engine.LatentView:
     """Cached, since t-SNE takes seconds; ``name``, ``stamp`` and ``root`` key it: a retrained model gets new codes."""
@@ -70,7 +65,7 @@ with left:
         st.caption(f"t-SNE is limited to {engine.TSNE_MAX:,} items (its cost grows with N²).")
 
 try:
-    view = latent_view(tm, bundle, tm.name or "", weights_stamp(tm.name or ""), str(store().root), n, method)
+    view = latent_view(tm, bundle, tm.name or "", store().weights_stamp(tm.name or ""), str(store().root), n, method)
 except AecoreError as e:
     show_error(e, "cannot draw the latent space")
     st.stop()

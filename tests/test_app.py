@@ -34,7 +34,7 @@ def trained_app(app_store):
     at.slider(key="home_epochs").set_value(3)
     at.button(key="home_train").click()
     at.run()
-    from pages._common import registry  # the page's registry (cache_resource: one per process)
+    from pages._job_panel import registry  # the page's registry (cache_resource: one per process)
 
     job = registry().get(at.session_state["_run_home_job"])
     assert job is not None and job.join(120), "the demo run did not finish in 2 minutes"

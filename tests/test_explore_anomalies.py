@@ -165,8 +165,16 @@ def test_worst_view_of_points_tabulates_coordinates_beside_reconstructions():
     errors = np.array([0.1, 0.6, 0.3, 0.5, 0.2, 0.4])
     view = anomalies.worst_view(tm, items, errors, 3, threshold=0.45)
     assert list(view.columns) == [
-        "rank", "item", "label", "error", "flagged", "x0", "reconstructed x0", "x1", "reconstructed x1"
-    ]  # fmt: skip
+        "rank",
+        "item",
+        "label",
+        "error",
+        "flagged",
+        "x0",
+        "reconstructed x0",
+        "x1",
+        "reconstructed x1",
+    ]
     assert view.columns["item"].tolist() == [1, 3, 5] and view.columns["label"] == ["b", "b", "b"]
     assert view.columns["flagged"].tolist() == [True, True, False]
     rec = inference.reconstruct(tm, items.x[[1, 3, 5]])

@@ -176,7 +176,7 @@ def test_manifold_demo_draws_the_learned_code_on_the_data(page_env, model, name,
 
 
 def test_train_demo_button_trains_saves_and_draws(empty_store):
-    from pages._common import registry
+    from pages._job_panel import registry
 
     at = open_page("data", data_name="sine")
     at.button(key="data_train_demo").click()

@@ -114,7 +114,7 @@ def test_measure_scores_fresh_sequences(page_env):
 
 
 def _job(at):
-    from pages._common import registry  # the page imported it; cache_resource gives the same registry here
+    from pages._job_panel import registry  # the page imported it; cache_resource gives the same registry here
 
     return registry().get(at.session_state["seq_job"])
 

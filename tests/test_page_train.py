@@ -157,7 +157,7 @@ def test_continue_a_saved_model(empty_store):
 
 
 def test_any_page_of_the_session_keeps_its_run_alive(empty_store):
-    from pages._common import registry
+    from pages._job_panel import registry
 
     at = start(open_page("train"), epochs=5000, name="kept")
     job = registry().get(at.session_state["tr_job"])

@@ -140,8 +140,9 @@ def test_resume_honours_each_changed_option_and_says_so(tmp_path):
     train_and_save(TrainRequest(preset="vanilla", dataset="digits", epochs=1, device="cpu"), store, "base")
     tm = store.load("base")
     req = resume_request(tm, 2)
-    changed = TrainRequest(**{**req.__dict__, "optimizer": "sgd", "precision": "fp32", "early_stopping_patience": 3,
-                              "batch_size": 32})  # fmt: skip
+    changed = TrainRequest(
+        **{**req.__dict__, "optimizer": "sgd", "precision": "fp32", "early_stopping_patience": 3, "batch_size": 32}
+    )
     cfg, notes = resume_config(changed, tm)
     assert (cfg.optimizer, cfg.batch_size, cfg.early_stopping_patience, cfg.epochs) == ("sgd", 32, 3, 2)
     assert any("optimizer: adam -> sgd" in n for n in notes) and any("fresh state" in n for n in notes)

@@ -17,6 +17,7 @@ server and the other runs.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -271,6 +272,23 @@ class JobRegistry:
         self._cond = threading.Condition(self._lock)
         self._running: dict[str, list[str]] = {}  # device -> ids of jobs holding it
         self._janitor: threading.Thread | None = None
+
+    @classmethod
+    def from_env(cls, store_root: str | None = None) -> JobRegistry:
+        """The dashboard's registry: a run whose browser went away (no page of its
+        session has run for ``AECORE_ABANDON_AFTER_S``, default 30 min) is stopped and
+        saved as far as it got; finished runs are listed for ``AECORE_KEEP_FINISHED_S``
+        (default 6 h)."""
+        return cls(
+            store_root,
+            abandon_after_s=float(os.environ.get("AECORE_ABANDON_AFTER_S", 1800)),
+            keep_finished_s=float(os.environ.get("AECORE_KEEP_FINISHED_S", 6 * 3600)),
+        )
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a page should say its session is still there: well inside the abandonment time."""
+        return min(60.0, max(1.0, self.abandon_after_s / 4))
 
     def start_janitor(self, every_s: float | None = None) -> None:
         """Run :meth:`cleanup` in a daemon thread, so that abandoned runs stop even
