@@ -1,10 +1,12 @@
 """aecore: the autoencoder engine behind Autoencoder Studio.
 
 Plain PyTorch; never imports streamlit. The layers, from the bottom:
-``data`` (datasets as arrays) -> ``preprocess`` (the model's input range) ->
-``models`` (typed configs and a registry) -> ``presets`` (the seeds'
-experiments) -> ``train`` (the trainer) -> ``store`` (safetensors + JSON) ->
-``workflow`` and ``analysis`` (what the CLI and the dashboard call).
+``data`` (datasets as arrays) -> ``normalise`` (the model's input range) ->
+``models`` (typed configs, a registry, ``TrainedModel``) -> ``presets`` (the
+tutorials' experiments) -> ``train`` (the trainer) -> ``store`` and ``records``
+(safetensors + JSON, one schema each) -> ``runs`` (one way to train and save)
+and ``explore`` (what each explore page and CLI command asks of a model).
+See docs/ARCHITECTURE.md.
 """
 
 import os

@@ -396,20 +396,12 @@ class Trainer:
             # The flag is per thread and outlives the call, so it is put back after.
             torch.set_flush_denormal(True)
         try:
-            return self._fit(model, bundle, normaliser, history, optimizer_state)
+            return self._fit(self._setup(model, bundle, normaliser, history, optimizer_state))
         finally:
             if flush:
                 torch.set_flush_denormal(False)
 
-    def _fit(
-        self,
-        model: Autoencoder,
-        bundle: DataBundle,
-        normaliser: Normaliser,
-        history: list[dict] | None,
-        optimizer_state: dict | None,
-    ) -> TrainResult:
-        run = self._setup(model, bundle, normaliser, history, optimizer_state)
+    def _fit(self, run: _Run) -> TrainResult:
         self._emit(
             "on_train_start",
             {

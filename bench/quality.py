@@ -65,6 +65,7 @@ from aecore.device import describe_device, pick_device  # noqa: E402
 from aecore.explore import baselines, figures, inference  # noqa: E402
 from aecore.explore.metrics import evaluate  # noqa: E402
 from aecore.presets import PRESETS, get_preset  # noqa: E402
+from aecore.runs.pipeline import record_run  # noqa: E402
 from aecore.runs.request import TrainRequest, prepare  # noqa: E402
 from aecore.store import ModelStore, TrainedModel  # noqa: E402
 from aecore.train import Trainer, TrainResult  # noqa: E402
@@ -386,25 +387,7 @@ def _enable_fast(model, mode: str) -> bool:
 
 
 def _finish(tm: TrainedModel, result: TrainResult, cfg) -> None:
-    """What aecore.runs.request.train records after Trainer.fit."""
-    tm.history = result.history
-    tm.optimizer_state = result.optimizer_state
-    tm.meta.extra.update(
-        status=result.status,
-        message=result.message,
-        train=cfg.to_dict(),
-        trained_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    tm.model.eval()
-    tm.metrics = {
-        "status": result.status,
-        "epochs": len(result.history),
-        "images_per_s": result.images_per_s,
-        "wall_s": result.wall_s,
-        "final_train_loss": result.final_train_loss,
-        "final_val_loss": result.final_val_loss,
-        "best_epoch": result.best_epoch,
-    }
+    record_run(tm, result, cfg)  # what aecore's own pipeline records after Trainer.fit
 
 
 class _Progress:

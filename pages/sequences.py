@@ -17,7 +17,6 @@ PRESET, DATASET = "seq2seq-lstm", "reverse-seq"
 FIXED = dict(preset=PRESET, dataset=DATASET, device="auto")  # this page trains only seed 000's model
 TASK = Seq2SeqConfig()  # the seed's sizes: 6 tokens in, vocabulary 51, 3 tokens out
 LENGTH, VOCAB, OUT_LEN = TASK.input_shape[0], TASK.vocab, TASK.output_len
-JOB_KEY = "seq_job"
 
 st.title("Sequences")
 st.caption(

@@ -212,3 +212,35 @@ def media(monkeypatch):
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
     return files
+
+
+# The seeds' experiments (SPEC.md, "Reference presets") and the manifold demo preset:
+# the CLI lists them and the engine builds each of them.
+REQUIRED_PRESETS = [
+    "deep-dense",
+    "seq2seq-lstm",
+    "vae-mlp",
+    "basic-softplus",
+    "gaussian-noise",
+    "sparse-kl",
+    "vanilla",
+    "multilayer",
+    "conv",
+    "sparse-l1",
+    "denoising-conv",
+    "manifold-1d",
+]
+
+
+@pytest.fixture(scope="session")
+def seed3_store(tmp_path_factory):
+    """A store with one model, 's3', trained with seed 3: its digits split is not the
+    default (seed 0) one, so a page that loads the dataset with seed 0 shows other items."""
+    from aecore.runs.pipeline import train_and_save
+    from aecore.runs.request import TrainRequest
+    from aecore.store import ModelStore
+
+    root = tmp_path_factory.mktemp("seed3_store")
+    request = TrainRequest(preset="vanilla", dataset="digits", epochs=2, seed=3, device="cpu")
+    assert train_and_save(request, ModelStore(root), "s3").saved_as == "s3"
+    return root

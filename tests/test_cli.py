@@ -22,27 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, REQUIRED_PRESETS
 from PIL import Image
 
 from aecore.cli import main
 from aecore.data import load_dataset
 from aecore.presets import PRESETS
-
-REQUIRED_PRESETS = [
-    "deep-dense",
-    "seq2seq-lstm",
-    "vae-mlp",
-    "basic-softplus",
-    "gaussian-noise",
-    "sparse-kl",
-    "vanilla",
-    "multilayer",
-    "conv",
-    "sparse-l1",
-    "denoising-conv",
-    "manifold-1d",
-]
 
 # User mistakes: each must give exit code != 0, one `error:` line, no traceback.
 ERRORS = {

@@ -10,7 +10,7 @@ import pytest
 from conftest import wait_until
 
 from aecore.errors import ConfigError, StoreError
-from aecore.runs.jobs import JobRegistry, step_frame
+from aecore.runs.jobs import JobRegistry
 from aecore.runs.pipeline import default_name
 from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
@@ -42,8 +42,6 @@ def test_a_job_trains_reports_progress_and_saves(reg, tmp_path):
     tm = ModelStore(tmp_path / "store").load("first")
     assert len(tm.history) == 3 and tm.metrics["test_mse"] > 0
     assert v.progress == 1.0
-    frame = step_frame(v)
-    assert len(frame["step"]) == len(v.steps) and "loss" in frame
 
 
 def test_one_slot_makes_the_second_job_wait_and_say_for_whom(tmp_path):

@@ -14,8 +14,7 @@ from aecore.data import load_dataset
 from aecore.explore import inference
 from aecore.explore.figures import to_png_array
 from aecore.explore.metrics import evaluate
-from aecore.runs.pipeline import train_and_save
-from aecore.runs.request import TrainRequest, model_data
+from aecore.runs.request import model_data
 from aecore.store import ModelStore
 
 
@@ -152,15 +151,6 @@ def test_empty_store_shows_what_to_do(tmp_path):
     assert not at.exception
     assert "No saved model of image or vector data yet" in at.info[0].value
     assert not at.get("plotly_chart")
-
-
-@pytest.fixture(scope="module")
-def seed3_store(tmp_path_factory):
-    """A store with one model trained with seed 3, whose digits split is not the default (seed 0) one."""
-    root = tmp_path_factory.mktemp("seed3_store")
-    request = TrainRequest(preset="vanilla", dataset="digits", epochs=2, seed=3, device="cpu")
-    assert train_and_save(request, ModelStore(root), "s3").saved_as == "s3"
-    return root
 
 
 def test_points_and_a_clicked_item_are_the_models_own_test_split(seed3_store, media):

@@ -15,8 +15,7 @@ from aecore.data import load_dataset
 from aecore.errors import ConfigError
 from aecore.explore.metrics import evaluate
 from aecore.explore.uploads import add_noise
-from aecore.runs.pipeline import train_and_save
-from aecore.runs.request import TrainRequest, model_data
+from aecore.runs.request import model_data
 from aecore.store import ModelStore
 
 TEST, UPLOAD, NOISE, DRAW = range(4)  # the page's tabs
@@ -206,15 +205,6 @@ def test_only_vector_models_ask_for_an_image_model(page_env, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert any("No saved model of image data" in i.value for i in at.info)
     assert not at.tabs
-
-
-@pytest.fixture(scope="module")
-def seed3_store(tmp_path_factory):
-    """A store with one model trained with seed 3, whose digits split is not the default (seed 0) one."""
-    root = tmp_path_factory.mktemp("seed3_store")
-    request = TrainRequest(preset="vanilla", dataset="digits", epochs=2, seed=3, device="cpu")
-    assert train_and_save(request, ModelStore(root), "s3").saved_as == "s3"
-    return root
 
 
 def test_the_ranked_pool_is_the_test_split_eval_scores(seed3_store):

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import REQUIRED_PRESETS
 from torch import nn
 
 from aecore.data import DATASETS
@@ -24,25 +25,8 @@ def seed_shape(preset) -> tuple[int, ...]:
     return SEED_SHAPES[DATASETS[preset.dataset].kind]
 
 
-# The seeds' experiments (SPEC.md, "Reference presets") and the manifold demo preset.
-REQUIRED = [
-    "deep-dense",
-    "seq2seq-lstm",
-    "vae-mlp",
-    "basic-softplus",
-    "gaussian-noise",
-    "sparse-kl",
-    "vanilla",
-    "multilayer",
-    "conv",
-    "sparse-l1",
-    "denoising-conv",
-    "manifold-1d",
-]
-
-
 def test_the_twelve_required_presets_exist_and_their_datasets_too():
-    assert set(REQUIRED) <= set(PRESETS)
+    assert set(REQUIRED_PRESETS) <= set(PRESETS)
     for p in PRESETS.values():
         assert p.dataset in DATASETS
         assert DATASETS[p.dataset].kind in p.accepts  # a preset accepts its own seed's data

@@ -20,16 +20,8 @@ EXPS = ["basic-softplus", "code-size-mnist", "anomaly-mnist-vs-fashion"]
 N_EVAL = 1000
 
 
-@pytest.fixture(scope="module")
-def quality_run(tmp_path_factory, data_dir):
-    for folder in ("MNIST", "FashionMNIST"):
-        if not (data_dir / folder / "raw").is_dir():
-            pytest.skip(
-                f"{data_dir / folder / 'raw'} is absent: set AECORE_TEST_DATA_DIR to a folder holding "
-                "MNIST/raw and FashionMNIST/raw to run the reproduction smoke test."
-            )
-    tmp = tmp_path_factory.mktemp("quality")
-    out, store = tmp / "docs", tmp / "store"
+def run_quality(data_dir, out, store, only: str, *extra: str, timeout: float = 150):
+    """bench/quality.py at smoke-test size: 300 training items, one epoch, one thread."""
     args = [
         "bench/quality.py",
         "--data-dir",
@@ -47,9 +39,23 @@ def quality_run(tmp_path_factory, data_dir):
         "--threads",
         "1",
         "--only",
-        ",".join(EXPS),
+        only,
+        *extra,
     ]
-    proc = run_python(args, timeout=150)
+    return run_python(args, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quality_run(tmp_path_factory, data_dir):
+    for folder in ("MNIST", "FashionMNIST"):
+        if not (data_dir / folder / "raw").is_dir():
+            pytest.skip(
+                f"{data_dir / folder / 'raw'} is absent: set AECORE_TEST_DATA_DIR to a folder holding "
+                "MNIST/raw and FashionMNIST/raw to run the reproduction smoke test."
+            )
+    tmp = tmp_path_factory.mktemp("quality")
+    out, store = tmp / "docs", tmp / "store"
+    proc = run_quality(data_dir, out, store, ",".join(EXPS))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
     return {
@@ -163,27 +169,7 @@ def test_reported_metrics_match_a_direct_computation(quality_run):
 def test_resume_skips_finished_rows_and_keeps_them(quality_run):
     out, data_dir = quality_run["out"], quality_run["data_dir"]
     before = (out / "results.json").read_text()
-    proc = run_python(
-        [
-            "bench/quality.py",
-            "--data-dir",
-            str(data_dir),
-            "--out",
-            str(out),
-            "--store",
-            str(quality_run["store"]),
-            "--limit",
-            "300",
-            "--epochs",
-            "1",
-            "--eval-limit",
-            str(N_EVAL),
-            "--only",
-            "basic-softplus",
-            "--resume",
-        ],
-        timeout=60,
-    )
+    proc = run_quality(data_dir, out, quality_run["store"], "basic-softplus", "--resume", timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped (--resume)" in proc.stdout
     after = json.loads((out / "results.json").read_text())
@@ -228,26 +214,7 @@ def test_line_chart_without_matplotlib(tmp_path, monkeypatch):
 def test_merge_folds_a_parallel_runs_rows_and_figures_into_the_table(quality_run, tmp_path):
     """Rows run in another process (--out elsewhere) join the table with their figures."""
     other = tmp_path / "other"
-    args = [
-        "bench/quality.py",
-        "--data-dir",
-        str(quality_run["data_dir"]),
-        "--out",
-        str(other),
-        "--store",
-        str(quality_run["store"]),
-        "--limit",
-        "300",
-        "--epochs",
-        "1",
-        "--eval-limit",
-        str(N_EVAL),
-        "--threads",
-        "1",
-        "--only",
-        "conv",
-    ]
-    proc = run_python(args, timeout=150)
+    proc = run_quality(quality_run["data_dir"], other, quality_run["store"], "conv")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     main = tmp_path / "main"
     main.mkdir()

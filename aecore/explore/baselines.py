@@ -50,14 +50,6 @@ class PCA:
     def k(self) -> int:
         return len(self.components)
 
-    @property
-    def explained_variance_ratio(self) -> np.ndarray:
-        return (
-            self.explained_variance / self.total_variance
-            if self.total_variance > 0
-            else np.zeros_like(self.explained_variance)
-        )
-
     def _flat(self, x) -> np.ndarray:
         x = _as_numpy(x)
         x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x

@@ -24,8 +24,6 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from aecore.device import bf16_support, pick_device
 from aecore.errors import ConfigError
 from aecore.records import EpochRecord, epoch_record
@@ -365,12 +363,6 @@ class JobRegistry:
     def active(self) -> list[TrainingJob]:
         return [j for j in self.jobs() if j.view().active]
 
-    def stop_all(self, timeout: float = 30.0) -> None:
-        for j in self.jobs():
-            j.stop()
-        for j in self.jobs():
-            j.join(timeout)
-
     def cleanup(self, now: float | None = None) -> list[str]:
         """Stop abandoned jobs and forget long-finished ones; returns the ids forgotten."""
         now = time.time() if now is None else now
@@ -413,13 +405,4 @@ class JobRegistry:
             self._cond.notify_all()
 
 
-def step_frame(view: JobView) -> dict[str, np.ndarray]:
-    """Columns for the live loss chart: step and every loss term, NaN where absent."""
-    keys = sorted({k for s in view.steps for k in s} - {"step", "epoch"})
-    return {
-        "step": np.array([s["step"] for s in view.steps]),
-        **{k: np.array([s.get(k, np.nan) for s in view.steps], dtype=float) for k in keys},
-    }
-
-
-__all__ = ["ACTIVE", "JobRegistry", "JobView", "TrainingJob", "step_frame"]
+__all__ = ["ACTIVE", "JobRegistry", "JobView", "TrainingJob"]

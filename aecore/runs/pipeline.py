@@ -21,7 +21,7 @@ from aecore.explore.metrics import evaluate
 from aecore.models.trained import TrainedModel
 from aecore.runs.request import TrainRequest, load_data, prepare, resume_config
 from aecore.store import ModelStore, validate_name
-from aecore.train import Trainer, TrainResult
+from aecore.train import TrainConfig, Trainer, TrainResult
 
 
 @dataclass
@@ -99,13 +99,23 @@ def train(
         optimizer_state = None
     trainer = Trainer(train_cfg, callbacks, stop_event, snapshot_every_s, snapshot_items)
     result = trainer.fit(tm.model, bundle, tm.normaliser, history=tm.history, optimizer_state=optimizer_state)
+    metrics = record_run(tm, result, train_cfg)
+    if evaluate_after and result.epochs_run > 0 and result.status != "failed":
+        metrics.update(evaluate(tm, bundle))
+    return RunOutcome(tm, result, bundle, None, notes)
+
+
+def record_run(tm: TrainedModel, result: TrainResult, train_cfg: TrainConfig) -> dict:
+    """Write what a finished ``Trainer.fit`` learned into ``tm``: its history,
+    optimizer state, how it ended and the run's metrics (returned, to add test
+    metrics to). Also what a benchmark that drives the Trainer itself records."""
     tm.history = result.history
     tm.optimizer_state = result.optimizer_state
     tm.meta.status, tm.meta.message = result.status, result.message
     tm.meta.train = train_cfg.to_dict()
     tm.meta.trained_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     tm.model.eval()
-    metrics = {
+    tm.metrics = {
         "status": result.status,
         "epochs": len(result.history),
         "images_per_s": result.images_per_s,
@@ -114,10 +124,7 @@ def train(
         "final_val_loss": result.final_val_loss,
         "best_epoch": result.best_epoch,
     }
-    if evaluate_after and result.epochs_run > 0 and result.status != "failed":
-        metrics.update(evaluate(tm, bundle))
-    tm.metrics = metrics
-    return RunOutcome(tm, result, bundle, None, notes)
+    return tm.metrics
 
 
 def train_and_save(
@@ -166,4 +173,4 @@ def _save(store: ModelStore, tm: TrainedModel, name: str, overwrite: bool) -> st
     raise StoreError(f"could not find a free name next to '{name}'.")
 
 
-__all__ = ["RunOutcome", "check_name", "default_name", "train", "train_and_save"]
+__all__ = ["RunOutcome", "check_name", "default_name", "record_run", "train", "train_and_save"]
