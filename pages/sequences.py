@@ -6,7 +6,6 @@ import streamlit as st
 
 from aecore.errors import AecoreError
 from aecore.explore import sequences as seq
-from aecore.models.seq import Seq2SeqConfig
 from aecore.runs.request import TrainRequest
 from pages._common import MODEL_KEY, ensure_navigation, pick_model, show_error
 from pages._job_panel import attach_run, run_panel, start_run
@@ -15,8 +14,7 @@ ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 PRESET, DATASET = "seq2seq-lstm", "reverse-seq"
 FIXED = dict(preset=PRESET, dataset=DATASET, device="auto")  # this page trains only seed 000's model
-TASK = Seq2SeqConfig()  # the seed's sizes: 6 tokens in, vocabulary 51, 3 tokens out
-LENGTH, VOCAB, OUT_LEN = TASK.input_shape[0], TASK.vocab, TASK.output_len
+LENGTH, VOCAB, OUT_LEN = seq.seed_task_sizes()
 
 st.title("Sequences")
 st.caption(

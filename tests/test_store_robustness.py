@@ -30,6 +30,7 @@ from aecore.errors import StoreError
 from aecore.models import MAX_PARAMETERS, DenseConfig, build_model
 from aecore.models.trained import TrainedModel
 from aecore.normalise import Normaliser
+from aecore.records import epoch_record
 from aecore.store import ModelStore, validate_name
 
 SHAPE = (1, 8, 8)
@@ -44,7 +45,7 @@ def make_tm(version: int, hidden: int = 64) -> TrainedModel:
         model,
         Normaliser("unit"),
         {"data_kind": "image", "version": version},
-        history=[{"epoch": version}],
+        history=[epoch_record(version, {"recon": float(version)}, None, {}, 1.0, 1.0)],
         metrics={"version": version},
     )
 
@@ -52,7 +53,7 @@ def make_tm(version: int, hidden: int = 64) -> TrainedModel:
 def assert_is_version(tm: TrainedModel, version: int) -> None:
     """Config, weights, history and metrics all come from save ``version``: never half of one."""
     assert tm.meta.extra["version"] == version and tm.metrics["version"] == version
-    assert tm.history == [{"epoch": version}]
+    assert [(h["epoch"], h["train_loss"]) for h in tm.history] == [(version, float(version))]
     expected = make_tm(version, hidden=tm.model.config.hidden[0]).model.state_dict()
     for k, w in tm.model.state_dict().items():
         assert torch.equal(w, expected[k]), (version, k)

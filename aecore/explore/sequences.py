@@ -87,6 +87,14 @@ def task_description(length: int, vocab: int, out_len: int) -> str:
 """
 
 
+def seed_task_sizes() -> tuple[int, int, int]:
+    """(length, vocab, out_len) of seed 000's task: 6 tokens in, a vocabulary of 51, 3 out."""
+    from aecore.models import Seq2SeqConfig
+
+    cfg = Seq2SeqConfig()
+    return int(cfg.input_shape[0]), int(cfg.vocab), int(cfg.output_len)
+
+
 def task_sizes(tm: TrainedModel) -> tuple[int, int, int]:
     """(length, vocab, out_len) of a sequence model."""
     cfg = tm.model.config

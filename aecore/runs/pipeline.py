@@ -65,7 +65,10 @@ def check_name(
         return default_name(request.preset, request.dataset or request.preset_obj().dataset, store)
     validate_name(name)
     if store.exists(name) and not overwrite:
-        raise StoreError(f"a model named '{name}' already exists: choose another name or allow overwriting.")
+        raise StoreError(
+            f"a model named '{name}' already exists: choose another name, or allow overwriting it "
+            "(--overwrite, or the Train page's Overwrite box)."
+        )
     return name
 
 
