@@ -5,6 +5,7 @@
                    optimizer.safetensors optimizer state, so training can resume
                    history.json         per-epoch losses by term
                    metrics.json         final and test metrics
+                   timeline.safetensors codes of a probe set over training (aecore.timeline)
 
 Saving is atomic: a model is written completely into ``.staging/`` and then
 renamed into place; replacing an existing one moves the old folder to
@@ -36,6 +37,8 @@ from aecore.models import build_model, config_from_dict
 from aecore.models.trained import TrainedModel
 from aecore.normalise import Normaliser
 from aecore.records import STORE_FIELDS, ModelMeta, history_from_json
+from aecore.timeline import FILE as TIMELINE_FILE
+from aecore.timeline import Timeline, load_timeline, save_timeline
 
 FORMAT = "aecore-model/1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -226,6 +229,8 @@ class ModelStore:
         if tm.optimizer_state:
             t, meta = _optimizer_to_tensors(tm.optimizer_state)
             save_file(t, str(folder / "optimizer.safetensors"), metadata=meta)
+        if tm.timeline is not None and tm.timeline.frames:
+            save_timeline(tm.timeline, folder / TIMELINE_FILE)
         write_json("history.json", _finite(tm.history))
         write_json("metrics.json", _finite(tm.metrics))
         write_json("config.json", _finite(config))  # written last: its presence marks a complete folder
@@ -296,6 +301,14 @@ class ModelStore:
         meta = ModelMeta.from_dict(cfg, name)
         opt = _optimizer_from_file(folder / "optimizer.safetensors") if with_optimizer else None
         return TrainedModel(model, normaliser, meta, history, metrics if isinstance(metrics, dict) else {}, opt, name)
+
+    def timeline(self, name: str) -> Timeline | None:
+        """The model's timeline; None for a model trained before timelines were
+        recorded. A damaged file is a StoreError: the model itself still loads."""
+        path = self.path(name) / TIMELINE_FILE
+        if not path.exists():
+            return None
+        return load_timeline(path, name)
 
     def update_metrics(self, name: str, metrics: dict) -> None:
         """Merge metrics into metrics.json atomically (write a temp file, rename)."""

@@ -3,9 +3,12 @@
 Speed comes from doing no per-item work: the splits are converted to one
 tensor each, once, and every batch is an ``index_select`` of a shuffled
 permutation (see ../shared/notes/speed.md: 1.3-4x over a DataLoader here).
-The loop checks a stop event before every batch, refuses to apply a step whose
-loss is not finite, and reports through callbacks that a progress bar or the
-dashboard can follow without knowing anything about training.
+The loop asks its :class:`aecore.control.RunControl` before every batch (go,
+pause or stop), refuses to apply a step whose loss is not finite, and reports
+through callbacks that a progress bar or the dashboard can follow without
+knowing anything about training. It also records the run's timeline
+(:mod:`aecore.timeline`): the codes of a fixed probe set at every epoch's end,
+and within epochs for short runs, within a time budget.
 
 ``Trainer.fit`` runs its parts in order: ``_setup`` (seeds, the splits on the
 device, this process's shard, the optimiser), then for each epoch
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import dataclasses
 import math
 import threading
 import time
@@ -30,11 +34,19 @@ import numpy as np
 import torch
 
 from aecore import distributed
+from aecore.control import RunControl
 from aecore.data import DataBundle, as_float
 from aecore.device import bf16_support, pick_device
 from aecore.errors import ConfigError
 from aecore.models import Autoencoder
 from aecore.normalise import Normaliser
+from aecore.timeline import MIN_FRAMES, RECON_ITEMS, Frame, Timeline
+
+# Frames recorded within epochs may take at most this share of the training time, plus
+# a fixed half second so that a run of seconds still gets its frames (epoch-end frames
+# are always taken: one probe pass costs less than validation's pass).
+TIMELINE_BUDGET = 0.02
+TIMELINE_FLOOR_S = 0.5
 
 
 @dataclass
@@ -140,6 +152,15 @@ class StepEvent:
 
 
 @dataclass
+class PauseEvent:
+    epoch: int  # 1-based: the epoch the next batch belongs to
+    step: int  # batches of that epoch already done
+    steps_per_epoch: int
+    global_step: int  # batches done in this run
+    snapshot: Snapshot | None = None  # the model as it stands while paused
+
+
+@dataclass
 class EpochEvent:
     epoch: int
     epochs: int
@@ -160,6 +181,9 @@ class Callback(Protocol):
     def on_train_start(self, info: dict) -> None: ...
     def on_step_end(self, event: StepEvent) -> None: ...
     def on_epoch_end(self, event: EpochEvent) -> None: ...
+    def on_pause(self, event: PauseEvent) -> None: ...
+    def on_resume(self, event: PauseEvent) -> None: ...
+    def on_frame(self, timeline: Timeline, frame: Frame) -> None: ...
     def on_train_end(self, result: TrainResult) -> None: ...
 
 
@@ -272,7 +296,10 @@ def take_snapshot(
     was_training = model.training
     model.eval()
     try:
-        codes = model.embed(x).float().cpu().numpy()
+        # in chunks: 2,000 conv items at once would hold ~200 MB of activations
+        codes = np.concatenate(
+            [model.embed(x[i : i + 512]).float().cpu().numpy() for i in range(0, max(len(x), 1), 512)]
+        )
         xs = x[:n_images]
         if bundle.kind == "sequence":
             orig, rec = xs.cpu().numpy(), model.reconstruct(xs).cpu().numpy()
@@ -327,6 +354,11 @@ class _Run:
     train_time: float = 0.0  # seconds in the epochs' steps, validation excluded
     t0: float = 0.0
     last_snap: float = 0.0
+    timeline: Timeline | None = None  # recorded on the main process only
+    probe_x: torch.Tensor | None = None  # the timeline's probe items, model space, on the device
+    frame_every: int | None = None  # steps between frames within epochs (short runs)
+    base_step: int = 0  # the timeline's steps before this run
+    record_s: float = 0.0  # seconds spent recording frames within epochs
 
 
 @dataclass
@@ -336,6 +368,8 @@ class _Epoch:
     sums: dict[str, float] = field(default_factory=dict)  # term -> its sum over the items
     seen: int = 0  # items, all processes together
     train_s: float = 0.0
+    paused_s: float = 0.0  # not training: speed and time left leave it out
+    steps_done: int = 0  # batches applied
 
 
 @dataclass
@@ -347,7 +381,9 @@ class _Step:
 
 class Trainer:
     """Trains one model on one dataset. Thread-safe to drive from a worker thread:
-    it never touches UI code, and ``stop_event`` may be set from any thread."""
+    it never touches UI code, and ``stop_event`` may be set (or ``control``
+    paused, stepped and stopped) from any thread, or from another process when
+    the control was made for it."""
 
     def __init__(
         self,
@@ -356,10 +392,12 @@ class Trainer:
         stop_event: threading.Event | None = None,
         snapshot_every_s: float | None = None,
         snapshot_items: int = 500,
+        control: RunControl | None = None,
     ):
         self.config = config
         self.callbacks = list(callbacks)
-        self.stop_event = stop_event or threading.Event()
+        self.control = control or RunControl(stop_event)
+        self.stop_event = self.control.stop_event
         self.snapshot_every_s = snapshot_every_s
         self.snapshot_items = snapshot_items
         self.device = pick_device(config.device)
@@ -368,11 +406,11 @@ class Trainer:
             if not ok:
                 raise ConfigError(f"bf16 precision is refused: {why}. Use precision fp32.")
 
-    def _emit(self, name: str, arg) -> None:
+    def _emit(self, name: str, *args) -> None:
         for cb in self.callbacks:
             fn = getattr(cb, name, None)
             if fn is not None:
-                fn(arg)
+                fn(*args)
 
     def _autocast(self):
         if self.config.precision == "bf16":
@@ -386,9 +424,11 @@ class Trainer:
         normaliser: Normaliser,
         history: list[dict] | None = None,
         optimizer_state: dict | None = None,
+        timeline: Timeline | None = None,
     ) -> TrainResult:
         """Train for ``config.epochs`` more epochs. ``history`` and
-        ``optimizer_state`` continue an earlier run (resume)."""
+        ``optimizer_state`` continue an earlier run (resume). Frames are appended
+        to ``timeline`` (its probe indices name validation items)."""
         flush = self.device.type == "cpu"
         if flush:
             # Denormal floats take a slow microcode path on x86; tiny activations and
@@ -396,7 +436,9 @@ class Trainer:
             # The flag is per thread and outlives the call, so it is put back after.
             torch.set_flush_denormal(True)
         try:
-            return self._fit(self._setup(model, bundle, normaliser, history, optimizer_state))
+            run = self._setup(model, bundle, normaliser, history, optimizer_state)
+            self._setup_timeline(run, timeline)
+            return self._fit(run)
         finally:
             if flush:
                 torch.set_flush_denormal(False)
@@ -413,6 +455,8 @@ class Trainer:
             },
         )
         run.t0 = run.last_snap = time.perf_counter()
+        if run.timeline is not None and not run.timeline.frames:
+            self._record_frame(run, 0, float(run.start_epoch), None, None)  # the untrained code space
         try:
             for e in range(self.config.epochs):
                 ep = self._train_epoch(run, e)
@@ -506,6 +550,41 @@ class Trainer:
             last_good=copy.deepcopy(model.state_dict()),
         )
 
+    def _setup_timeline(self, run: _Run, timeline: Timeline | None) -> None:
+        """The probe items on the device, and when frames fall: at every epoch's end
+        and, in a run of fewer than MIN_FRAMES epochs, every ``frame_every`` steps."""
+        if timeline is None or not run.dist.is_main or not len(run.xv):
+            return
+        idx = torch.as_tensor(timeline.probe_index, dtype=torch.long, device=run.xv.device)
+        if not len(idx) or int(idx.min()) < 0 or int(idx.max()) >= len(run.xv):
+            raise ConfigError(
+                f"the timeline's probe items are not in this validation split of {len(run.xv)} items; "
+                "start a new timeline for this data."
+            )
+        run.timeline, run.probe_x = timeline, run.xv.index_select(0, idx)
+        run.base_step = timeline.frames[-1].step if timeline.frames else run.start_epoch * run.steps
+        if self.config.epochs < MIN_FRAMES:
+            run.frame_every = max(1, run.total_steps // MIN_FRAMES)
+
+    def _record_frame(
+        self, run: _Run, done: int, epoch: float, train_loss: float | None, val_loss: float | None = None
+    ) -> None:
+        """One timeline frame after ``done`` batches of this run: the probe's codes and
+        the first RECON_ITEMS probe items' reconstructions, display space."""
+        tl = run.timeline
+        snap = take_snapshot(run.model, run.bundle, run.normaliser, run.probe_x, None, RECON_ITEMS)
+        images = run.bundle.kind != "sequence"  # token ids are not pictures: codes only
+        if tl.originals is None and images:
+            tl.originals = snap.originals.astype(np.float32)
+        codes = snap.codes.reshape(len(snap.codes), -1).astype(np.float32)  # (P, ...) -> (P, latent_dim)
+        recons = snap.reconstructions.astype(np.float32) if images else None
+        frame = Frame(run.base_step + done, epoch, codes, recons, train_loss, val_loss)
+        try:
+            tl.append(frame)
+        except ValueError:  # non-finite codes of a diverging step: the replay goes without them
+            return
+        self._emit("on_frame", tl, frame)
+
     def get_batch(self, run: _Run, perm: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Batch ``s`` of the epoch: the items at ``perm[s * bs : (s + 1) * bs]``
         (the last batch may be short), gathered on the device."""
@@ -544,9 +623,9 @@ class Trainer:
         perm = torch.randperm(run.n, generator=run.gen).to(self.device)
         te = time.perf_counter()
         for s in range(run.steps):
-            # Alone, a stop is taken before the batch; under DDP only through the
-            # step's reduce, so that every process stops at the same step.
-            if not run.dist.enabled and self.stop_event.is_set():
+            # Alone, a pause or stop is taken before the batch; under DDP (no controls
+            # but stop) only through the step's reduce, so every process stops at one step.
+            if not run.dist.enabled and not self._gate(run, ep, s):
                 run.status, run.message = "stopped", f"stopped by request during epoch {ep.number}."
                 break
             xb, tb = self.get_batch(run, perm, s)
@@ -569,17 +648,47 @@ class Trainer:
             for k, v in step.terms.items():
                 ep.sums[k] = ep.sums.get(k, 0.0) + v * len(xb) * run.dist.world_size
             ep.seen += len(xb) * run.dist.world_size
+            ep.steps_done += 1
             run.seen += len(xb) * run.dist.world_size
             if self.callbacks:
                 self._report_step(run, ep, s, step, te)
-        ep.train_s = time.perf_counter() - te
+            if run.frame_every and s + 1 < run.steps and (ep.index * run.steps + s + 1) % run.frame_every == 0:
+                train_so_far = run.train_time + time.perf_counter() - te - ep.paused_s
+                if run.record_s <= TIMELINE_BUDGET * train_so_far + TIMELINE_FLOOR_S:
+                    t = time.perf_counter()
+                    self._record_frame(
+                        run, ep.index * run.steps + s + 1, ep.number - 1 + (s + 1) / run.steps, step.loss
+                    )
+                    run.record_s += time.perf_counter() - t
+                    ep.paused_s += time.perf_counter() - t  # a frame is not training time
+        ep.train_s = time.perf_counter() - te - ep.paused_s
         run.train_time += ep.train_s
         return ep
+
+    def _gate(self, run: _Run, ep: _Epoch, s: int) -> bool:
+        """Ask the control before batch ``s``: True to train it. A pause shows the
+        model as it stands (``on_pause`` carries a snapshot) and waits; the time
+        paused counts neither for speed nor for the time left."""
+        g = self.control.gate()
+        if g == "pause":
+            done = ep.index * run.steps + s
+            snap = take_snapshot(run.model, run.bundle, run.normaliser, run.snap_x, run.snap_labels)
+            event = PauseEvent(ep.number, s, run.steps, done, snap)
+            self._emit("on_pause", event)
+            t = time.perf_counter()
+            while g == "pause":
+                self.control.wait()
+                g = self.control.gate()
+            ep.paused_s += time.perf_counter() - t
+            run.last_snap = time.perf_counter()
+            if g == "go":
+                self._emit("on_resume", dataclasses.replace(event, snapshot=None))
+        return g == "go"
 
     def _report_step(self, run: _Run, ep: _Epoch, s: int, step: _Step, te: float) -> None:
         """``on_step_end``, with a snapshot when ``snapshot_every_s`` has passed since the last."""
         now = time.perf_counter()
-        elapsed_train = run.train_time + (now - te)
+        elapsed_train = run.train_time + (now - te) - ep.paused_s
         ips = run.seen / max(elapsed_train, 1e-9)
         done_steps = ep.index * run.steps + s + 1
         eta = (run.total_steps - done_steps) * elapsed_train / done_steps
@@ -630,6 +739,11 @@ class Trainer:
         run.history.append(record)
         eta = (cfg.epochs - ep.index - 1) * (time.perf_counter() - run.t0) / (ep.index + 1)
         snap = take_snapshot(run.model, run.bundle, run.normaliser, run.snap_x, run.snap_labels)
+        if run.timeline is not None:
+            done = ep.index * run.steps + ep.steps_done
+            self._record_frame(
+                run, done, run.start_epoch + ep.index + ep.steps_done / run.steps, record["train_loss"], val_loss
+            )
         self._emit(
             "on_epoch_end",
             EpochEvent(

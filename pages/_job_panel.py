@@ -1,8 +1,8 @@
 """Runs in the dashboard: the server's job registry, the sessions that keep runs
-alive, and the one panel that follows a run. Train, Sequences, the Home quick start
-and the Data page's manifold demo start runs with :func:`start_run` and show them
-with :func:`run_panel`; what the panel shows is computed by aecore.runs.live. A page
-keeps only the run's id, in the URL, so a reload finds the same run and adopts it."""
+alive, and how a page finds its run. Train, Sequences, the Home quick start and the
+Data page's manifold demo start runs with :func:`start_run` and show them with
+pages._run_view.run_panel. A page keeps only the run's id, in the URL, so a reload
+finds the same run and adopts it."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from aecore.errors import AecoreError
 from aecore.runs import live
 from aecore.runs.jobs import LIVE_POLL_S, JobRegistry, TrainingJob
 from aecore.runs.request import TrainRequest
-from pages._common import MODEL_KEY
 
 MY_JOBS = "_my_jobs"  # ids of the runs this browser session started or adopted
-EXPLORE = ("Reconstruct", "Latent space", "Generate", "Compare")  # pages/<first word>.py
 
 
 @st.cache_resource
@@ -82,56 +80,6 @@ def start_run(param: str, request: TrainRequest, name: str | None = None, sessio
     st.query_params[param] = job.id
     remember_job(job.id)
     return True
-
-
-def run_panel(job: TrainingJob | None, key: str, kind: str = "image", explore_links: bool = True) -> None:
-    """Progress, every loss term, reconstructions and codes of ``job``, refreshed every
-    ``LIVE_POLL_S`` while it runs; when it ends, one full rerun (the page's buttons come
-    back) and the saved model becomes the chosen one on every page."""
-    if job is not None:
-        running = job.view().active  # wrapped on every script run: a finished run is not polled
-        st.fragment(_panel, run_every=LIVE_POLL_S if running else None)(job.id, running, key, kind, explore_links)
-
-
-def _panel(job_id: str, was_running: bool, key: str, kind: str, explore_links: bool) -> None:
-    job = registry().get(job_id)
-    if job is None:
-        return
-    job.touch()
-    v = job.view()
-    lv = live.live_view(v, kind)
-    st.subheader(lv.title)
-    st.progress(lv.progress, text=lv.progress_text)
-    {"error": st.error, "warning": st.warning}.get(lv.level, st.caption)(lv.message)
-    for col, (label, value) in zip(st.columns(len(lv.metrics)), lv.metrics):
-        col.metric(label, value)
-    st.plotly_chart(live.loss_figure(lv), key=f"{key}_loss_chart")
-    _snapshot(lv, key)
-    if v.saved_as and not v.active:
-        st.success(f"Saved as '{v.saved_as}'." + (" Explore it:" if explore_links else ""), icon="💾")
-        if st.session_state.get(f"_shown_{key}") != v.id:  # once: the user may pick another model afterwards
-            st.session_state[f"_shown_{key}"] = v.id
-            st.session_state[MODEL_KEY] = v.saved_as
-            st.session_state.pop(f"_pick_{MODEL_KEY}", None)
-        for col, label in zip(st.columns(len(EXPLORE)), EXPLORE if explore_links else ()):
-            col.page_link(f"pages/{label.split()[0].lower()}.py", label=label)
-    if was_running and not v.active:
-        st.rerun()  # one full run: re-enable the form and stop polling
-
-
-def _snapshot(lv: live.LiveView, key: str) -> None:
-    if lv.codes_xy is None and lv.recon_image is None and lv.recon_points is None and lv.recon_text is None:
-        st.caption("Reconstructions and codes appear after the first second of training.")
-        return
-    left, right = st.columns(2)
-    if lv.recon_image is not None:
-        left.image(lv.recon_image, width="stretch", output_format="PNG", caption=live.RECON_CAPTION)
-    elif lv.recon_points is not None:
-        left.plotly_chart(live.points_figure(lv), key=f"{key}_points")
-    elif lv.recon_text is not None:
-        left.code(lv.recon_text, language=None)
-    if lv.codes_xy is not None:
-        right.plotly_chart(live.codes_figure(lv), key=f"{key}_codes")
 
 
 def runs_table(current: TrainingJob | None) -> None:

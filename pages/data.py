@@ -11,7 +11,8 @@ from aecore.explore import data as explore
 from aecore.explore.data import DEMO_EPOCHS, DEMO_PRESET, SPLITS
 from aecore.runs.request import TrainRequest
 from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, show_images, store
-from pages._job_panel import attach_run, run_panel, start_run
+from pages._job_panel import attach_run, start_run
+from pages._run_view import run_panel
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 

@@ -9,7 +9,8 @@ from aecore.presets import PRESETS
 from aecore.runs.request import TrainRequest
 from aecore.store import ModelStore
 from pages._common import ensure_navigation, load_model
-from pages._job_panel import attach_run, registry, run_panel, start_run
+from pages._job_panel import attach_run, registry, start_run
+from pages._run_view import run_panel
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 

@@ -1,5 +1,6 @@
 """Latent space (engine: aecore/explore/latent.py): where the encoder puts each test item,
-coloured by label; click a point to decode it."""
+coloured by label; click a point to decode it. Below, the replay of how this code space
+formed during training (pages/_replay.py, engine aecore/explore/replay.py)."""
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -8,17 +9,12 @@ import streamlit as st
 from aecore.errors import AecoreError
 from aecore.explore import latent as engine
 from pages._common import ensure_navigation, model_bundle, pick_model, show_error, store
+from pages._replay import replay_panel
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 
 ROW = {"horizontal": True, "persist_state": "session"}  # one row, kept while the user visits other pages
 HELP = "Only used when the code has more than two values."
-# the clicked point's figure (points of 2 or 3 values): (name, marker in 2-D, marker in 3-D)
-POINT_TRACES = (
-    ("test points", {"size": 4, "color": "grey", "opacity": 0.5}, {"size": 2, "color": "grey", "opacity": 0.5}),
-    ("original", {"size": 12, "color": "#00cc96"}, {"size": 6, "color": "#00cc96"}),
-    ("decoded code", {"size": 12, "color": "#ef553b", "symbol": "x"}, {"size": 6, "color": "#ef553b", "symbol": "x"}),
-)
 
 st.title("Latent space")
 st.caption(
@@ -112,30 +108,40 @@ with left:
         "click a point to decode it on the right."
     )
 
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def timeline(name: str, stamp: int, root: str):
+    """The model's timeline, read again when its weights (saved with it) change."""
+    return store().timeline(name)
+
+
+def replay_section() -> None:
+    st.subheader("How this code space formed")
+    try:
+        tl = timeline(tm.name or "", store().weights_stamp(tm.name or ""), str(store().root))
+    except AecoreError as e:
+        show_error(e, "cannot replay the training")
+        return
+    replay_panel(lambda: tl, "lat_replay", class_names=view.label_names)
+
+
+i = engine.selected_item(event, view.groups, n)
 with right:
-    i = engine.selected_item(event, view.groups, n)
     if i is None:
         st.info("Click a point in the scatter to decode it.", icon="👆")
-        st.stop()
-    item = engine.item_view(tm, bundle, view, i)
-    st.subheader(item.title)
-    st.metric("Reconstruction MSE", f"{item.mse:.4f}")
-    if item.pictures is not None:
-        # PNG: Streamlit's "auto" picks JPEG for arrays, which smears the enlarged pixels
-        st.image(item.pictures, caption=["original", "decoded code", "|difference|"], output_format="PNG")
-        vae = " (the posterior mean)" if tm.model.is_variational else ""
-        st.caption(f"The decoder applied to this item's code{vae}: its reconstruction.")
     else:
-        table = pd.DataFrame([item.x[0], item.rec[0]], index=["original", "decoded code"], columns=item.columns)
-        st.dataframe(table, width="stretch")
-        if item.x.shape[1] in (2, 3):
-            three = item.x.shape[1] == 3
-            trace, axes = (go.Scatter3d, "xyz") if three else (go.Scatter, "xy")
-            traces = [
-                trace(**{k: a[:, j] for j, k in enumerate(axes)}, mode="markers", name=name, marker=m3 if three else m2)
-                for (name, m2, m3), a in zip(POINT_TRACES, (item.cloud, item.x, item.rec))
-            ]
-            pf = go.Figure(traces)
-            pf.update_layout(template="plotly_dark", height=380, margin={"t": 10, "b": 10, "l": 10, "r": 10})
-            st.plotly_chart(pf, key="lat_point")
-    st.caption("Code: " + item.code_text)
+        item = engine.item_view(tm, bundle, view, i)
+        st.subheader(item.title)
+        st.metric("Reconstruction MSE", f"{item.mse:.4f}")
+        if item.pictures is not None:
+            # PNG: Streamlit's "auto" picks JPEG for arrays, which smears the enlarged pixels
+            st.image(item.pictures, caption=["original", "decoded code", "|difference|"], output_format="PNG")
+            vae = " (the posterior mean)" if tm.model.is_variational else ""
+            st.caption(f"The decoder applied to this item's code{vae}: its reconstruction.")
+        else:
+            table = pd.DataFrame([item.x[0], item.rec[0]], index=["original", "decoded code"], columns=item.columns)
+            st.dataframe(table, width="stretch")
+            if item.x.shape[1] in (2, 3):
+                st.plotly_chart(engine.item_figure(item), key="lat_point")
+        st.caption("Code: " + item.code_text)
+replay_section()

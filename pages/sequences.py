@@ -8,7 +8,8 @@ from aecore.errors import AecoreError
 from aecore.explore import sequences as seq
 from aecore.runs.request import TrainRequest
 from pages._common import MODEL_KEY, ensure_navigation, pick_model, show_error
-from pages._job_panel import attach_run, run_panel, start_run
+from pages._job_panel import attach_run, start_run
+from pages._run_view import run_panel
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 
@@ -52,13 +53,6 @@ if pressed:
     request = TrainRequest(**FIXED, epochs=int(epochs), batch_size=int(batch), lr=float(lr), limit=int(n))
     if start_run("seq_job", request, name.strip() or None, session_key="seq_job"):
         st.rerun()
-st.button(
-    "Stop",
-    key="seq_stop",
-    on_click=lambda: job and job.stop(),
-    disabled=not active,
-    help="Stops after the current batch and saves what was trained so far.",
-)
 if job is None:
     st.caption("No training job in this session yet.")
 run_panel(job, "seq", kind="sequence", explore_links=False)

@@ -1,4 +1,5 @@
-"""Train: pick a preset or design a model, train it live, stop it, continue it.
+"""Train: pick a preset or design a model, train it live (pause, step, stop), replay
+how its code space formed, continue it.
 
 What the run needs is chosen above the form (preset, dataset, model family); the
 hyper-parameters, the name and the Train button are one form, so what the user
@@ -24,7 +25,8 @@ from pages._common import (
     store,
 )
 from pages._design import choice, design_fields, family_choices, hyper_parameters, more_options
-from pages._job_panel import attach_run, run_panel, runs_table, start_run
+from pages._job_panel import attach_run, runs_table, start_run
+from pages._run_view import run_panel
 
 ensure_navigation()  # before anything is drawn: see pages/_common.py
 
@@ -132,7 +134,6 @@ with form_col:
         if start_run("job", request, name, overwrite=overwrite, resume_from=resume_from, session_key="tr_job"):
             st.session_state.pop(f"tr_name_{request.preset}_{request.dataset}", None)  # the next run: a new name
             st.rerun()  # the form comes back disabled and the panel follows the new run
-    st.button("Stop", key="tr_stop", disabled=not running, on_click=lambda: job and job.stop(), width="stretch")
 
 with live_col:
     if job is not None:

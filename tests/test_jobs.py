@@ -246,3 +246,43 @@ def test_a_status_a_running_process_cannot_report_is_refused():
     check_message(Status("running", "ok"))
     with pytest.raises(ProtocolError, match="cannot report"):
         check_message(Status("done", "I saved it"))  # how a run ended comes only in its Result
+
+
+def test_pause_step_and_stop_reach_the_training_process(reg, tmp_path):
+    job = reg.submit(req(10_000), "paused-run")
+    wait_until(lambda: job.view().steps, 60, lambda: f"the first training steps (the job is {job.view().status})")
+    job.pause()
+    wait_until(lambda: job.view().paused, 60, lambda: f"the pause (the job is {job.view().status})")
+    v = job.view()
+    at = v.steps[-1]["step"]  # the process relays every step before it reports the pause
+    assert v.active and "paused" in v.message and "Resume, Step or Stop" in v.message
+    job.step_batches(7)
+    wait_until(
+        lambda: job.view().paused and job.view().steps[-1]["step"] > at,
+        60,
+        lambda: f"seven steps and a pause (last step {job.view().steps[-1]['step']}, {job.view().status})",
+    )
+    assert job.view().steps[-1]["step"] == at + 7
+    job.step_batches(None)  # one epoch's worth
+    wait_until(lambda: job.view().paused and job.view().steps[-1]["step"] > at + 7, 60, lambda: "an epoch of steps")
+    assert job.view().steps[-1]["step"] == at + 7 + job.view().steps_per_epoch
+    job.resume()
+    wait_until(lambda: job.view().steps[-1]["step"] > at + 7 + job.view().steps_per_epoch, 60, lambda: "training on")
+    job.stop()
+    assert job.join(30)
+    v = job.view()
+    assert v.status == "stopped" and v.saved_as == "paused-run"
+    # the timeline came along while it ran, and was saved with the model
+    assert v.timeline is not None and len(v.timeline.frames) >= 2
+    saved = ModelStore(tmp_path / "store").timeline("paused-run")
+    assert [f.step for f in saved.frames] == [f.step for f in v.timeline.frames]
+
+
+def test_a_stop_while_paused_saves(reg, tmp_path):
+    job = reg.submit(req(10_000), "stop-paused")
+    wait_until(lambda: job.view().steps, 60, lambda: f"the first training steps ({job.view().status})")
+    job.pause()
+    wait_until(lambda: job.view().paused, 60, lambda: f"the pause ({job.view().status})")
+    job.stop()
+    assert job.join(30)
+    assert job.view().status == "stopped" and ModelStore(tmp_path / "store").exists("stop-paused")

@@ -193,3 +193,45 @@ def test_selected_item_reads_every_shape_a_selection_comes_in():
     assert selected_item({"selection": {"points": [stale, {"customdata": 2}]}}, groups, 10) == 2
     assert selected_item(None, groups, 10) is None
     assert selected_item({"selection": {"points": [{"curve_number": 5, "point_index": 0}]}}, groups, 10) is None
+
+
+def replay_figure(at) -> dict:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    found = [s for s in specs if "validation items, epoch" in str(s["layout"].get("title", ""))]
+    assert found, "no replay figure on the page"
+    return found[0]
+
+
+def test_the_epoch_slider_replays_how_the_code_space_formed(page_env, media):
+    at = open_page("latent", model_name="ae-digits")
+    assert not at.exception
+    tl = ModelStore(page_env).timeline("ae-digits")
+    slider = at.select_slider(key="lat_replay_frame")
+    assert slider.label == "Epoch" and len(slider.options) == len(tl.frames)
+    assert slider.value == len(tl.frames) - 1  # it opens on the trained model
+    last = replay_figure(at)
+    strip_last = pixels(media, images(at)["probe originals (top) over their reconstructions"])
+    slider.set_value(0).run()
+    first = replay_figure(at)
+    assert "epoch 0" in first["layout"]["title"]["text"] and first["layout"]["title"] != last["layout"]["title"]
+    assert first["data"][0]["x"] != last["data"][0]["x"]
+    assert first["layout"]["xaxis"]["range"] == last["layout"]["xaxis"]["range"]  # one basis, fixed axes
+    strip_first = pixels(media, images(at)["probe originals (top) over their reconstructions"])
+    half = strip_first.shape[0] // 2
+    assert np.array_equal(strip_first[:half], strip_last[:half])  # the same originals
+    assert not np.array_equal(strip_first[half:], strip_last[half:])  # untrained reconstructions differ
+    assert any("per epoch" in c.value for c in at.caption)  # what moved, and whether it settled
+
+
+def test_a_model_without_a_timeline_says_so(tmp_path):
+    from aecore.runs.pipeline import train
+    from aecore.runs.request import TrainRequest
+
+    store = ModelStore(tmp_path / "store")
+    tm, _, _ = train(TrainRequest(preset="vanilla", dataset="digits", epochs=1, latent_dim=4, device="cpu"))
+    tm.timeline = None  # as a model saved before timelines were recorded
+    store.save("old-model", tm)
+    with store_env(tmp_path / "store"):
+        at = open_page("latent", model_name="old-model")
+    assert not at.exception
+    assert any("No timeline" in c.value for c in at.caption)

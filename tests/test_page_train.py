@@ -53,7 +53,9 @@ def test_the_page_renders_with_presets_and_built_in_datasets(empty_store):
     at.selectbox(key="tr_preset").set_value("vanilla").run()
     ds = at.selectbox(key="tr_dataset_vanilla")
     assert "digits" in ds.options and ds.value in ds.options
-    assert not at.button(key="tr_start").disabled and at.button(key="tr_stop").disabled
+    assert not at.button(key="tr_start").disabled
+    with pytest.raises(KeyError):
+        at.button(key="tr_stop")  # no run, so no run controls
     assert any("No run selected" in i.value for i in at.info)
 
 
@@ -215,3 +217,49 @@ def test_a_continued_model_refuses_a_change_it_cannot_take(empty_store):
     reg = JobRegistry(store_root=str(empty_store))
     with pytest.raises(Exception, match="code size 3"):
         reg.submit(TrainRequest(preset="vanilla", dataset="digits", epochs=1, latent_dim=3), resume_from="fixed")
+
+
+def replay_spec(at) -> dict:
+    """The replay's figure: the one chart whose title names a frame's epoch."""
+    import json
+
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    found = [s for s in specs if "validation items, epoch" in str(s["layout"].get("title", ""))]
+    assert found, [str(s["layout"].get("title")) for s in specs]
+    return found[0]
+
+
+def test_pause_step_resume_stop_and_replay_from_the_page(empty_store):
+    from pages._job_panel import registry
+
+    at = start(open_page("train"), epochs=5000, name="to-pause")
+    job = registry().get(at.session_state["tr_job"])
+    rerun_until(at, ("running",), 60, "the run to start")
+    at.button(key="tr_pause").click().run()
+    assert rerun_until(at, ("paused",), 60, "the pause").startswith("paused: epoch")
+    assert not at.button(key="tr_step").disabled and not at.button(key="tr_stop").disabled
+    before = job.view().steps[-1]["step"]
+    at.selectbox(key="tr_step_n").set_value("10 batches")
+    at.button(key="tr_step").click().run()
+    wait_until(
+        lambda: job.view().paused and job.view().steps[-1]["step"] > before,
+        60,
+        lambda: f"ten batches and a pause ({job.view().status}, step {job.view().steps[-1]['step']})",
+    )
+    assert job.view().steps[-1]["step"] == before + 10
+    at.run()  # the page as it is now: paused again, so Resume is offered
+    at.button(key="tr_resume").click().run()
+    rerun_until(at, ("running",), 60, "the run to go on")
+    at.button(key="tr_stop").click().run()
+    assert wait_done(at).startswith("stopped")
+    # the replay: the epoch slider picks the frame the scatter and its title show
+    slider = at.select_slider(key="tr_frame")
+    assert slider.label == "Epoch" and len(slider.options) >= 2
+    slider.set_value(0).run()
+    first = replay_spec(at)
+    assert "epoch 0" in str(first["layout"]["title"])
+    at.select_slider(key="tr_frame").set_value(len(slider.options) - 1).run()
+    last = replay_spec(at)
+    assert last["layout"]["title"] != first["layout"]["title"]
+    assert last["data"][0]["x"] != first["data"][0]["x"]  # other codes, drawn on the same axes
+    assert last["layout"]["xaxis"]["range"] == first["layout"]["xaxis"]["range"]

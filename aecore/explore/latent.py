@@ -25,6 +25,12 @@ ART_ROWS = 10  # thumbnails are shrunk to at most this many rows of characters
 SHADES = "\u00a0░▒▓█"  # a no-break space, so that plotly does not collapse blank pixels
 METHODS = {"PCA": "pca", "t-SNE": "tsne"}  # what the page offers -> project_2d's method
 ITEM_PX = 96  # a clicked image is enlarged by whole pixels towards this width
+# the clicked point's figure (points of 2 or 3 values): (name, marker in 2-D, marker in 3-D)
+POINT_TRACES = (
+    ("test points", {"size": 4, "color": "grey", "opacity": 0.5}, {"size": 2, "color": "grey", "opacity": 0.5}),
+    ("original", {"size": 12, "color": "#00cc96"}, {"size": 6, "color": "#00cc96"}),
+    ("decoded code", {"size": 12, "color": "#ef553b", "symbol": "x"}, {"size": 6, "color": "#ef553b", "symbol": "x"}),
+)
 
 
 def project_2d(codes: np.ndarray, method: str = "pca", seed: int = 0, max_items: int = 5000) -> np.ndarray:
@@ -171,3 +177,18 @@ def item_view(tm: TrainedModel, bundle: DataBundle, view: LatentView, i: int) ->
         out.columns = list("xyz"[:d]) if d <= 3 else [f"x{k}" for k in range(d)]
         out.cloud = as_float(bundle.test.x[: len(view.codes)], bundle)
     return out
+
+
+def item_figure(item: ItemView):
+    """Points of 2 or 3 values: the test points, the item and its decoded code (plotly,
+    imported here so that the CLI never loads it)."""
+    import plotly.graph_objects as go
+
+    three = item.x.shape[1] == 3
+    trace, axes = (go.Scatter3d, "xyz") if three else (go.Scatter, "xy")
+    traces = [
+        trace(**{k: a[:, j] for j, k in enumerate(axes)}, mode="markers", name=name, marker=m3 if three else m2)
+        for (name, m2, m3), a in zip(POINT_TRACES, (item.cloud, item.x, item.rec))
+    ]
+    fig = go.Figure(traces)
+    return fig.update_layout(template="plotly_dark", height=380, margin={"t": 10, "b": 10, "l": 10, "r": 10})

@@ -9,6 +9,7 @@ import torch
 from aecore.models.base import Autoencoder
 from aecore.normalise import Normaliser
 from aecore.records import EpochRecord, ModelMeta
+from aecore.timeline import Timeline
 
 
 @dataclass
@@ -23,6 +24,7 @@ class TrainedModel:
     metrics: dict = field(default_factory=dict)
     optimizer_state: dict | None = None
     name: str | None = None
+    timeline: Timeline | None = None  # how its code space formed; loaded on request (ModelStore.timeline)
 
     def __post_init__(self):
         if isinstance(self.meta, dict):  # a plain dict (tests, scripts) is checked like a stored one

@@ -4,7 +4,8 @@ The dashboard starts a job and keeps only its id (in the URL), so a reload or a
 page switch finds the same run again. Each job trains in its own process (spawned,
 so it is the main thread of a fresh interpreter) and a daemon thread of the server
 relays what that process reports into the job under a lock; readers take copies
-with :meth:`TrainingJob.view`. A device admits a limited number of jobs at once
+with :meth:`TrainingJob.view`. Pause, step and stop reach the process through a
+shared :class:`aecore.control.RunControl`. A device admits a limited number of jobs at once
 (one per GPU; ``cpu_slots`` on the CPU); a job that must wait says which job it
 waits for. The training process saves the finished model to the store.
 
@@ -17,6 +18,7 @@ server and the other runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -28,12 +30,25 @@ from aecore.device import bf16_support, pick_device
 from aecore.errors import ConfigError
 from aecore.records import EpochRecord, epoch_record
 from aecore.runs.pipeline import check_name
-from aecore.runs.process import Epoch, Result, Started, Status, Steps, run_in_process
+from aecore.runs.process import (
+    Epoch,
+    Paused,
+    Result,
+    Started,
+    Status,
+    Steps,
+    TimelineFrame,
+    TimelineStart,
+    run_in_process,
+)
 from aecore.runs.request import TrainRequest, resume_config
 from aecore.store import ModelStore
+from aecore.timeline import Timeline
 from aecore.train import EpochEvent, Snapshot, StepEvent
 
-ACTIVE = ("queued", "preparing", "running", "saving")
+ACTIVE = ("queued", "preparing", "running", "paused", "saving")
+# What Step offers: batches to train before pausing again; None is one epoch's worth
+STEP_CHOICES = {"1 batch": 1, "10 batches": 10, "100 batches": 100, "one epoch": None}
 # How often a live view refreshes (at least every 2 s is what a user should see), and
 # so how often a job takes a snapshot of reconstructions and codes for it. Each poll
 # costs the trainer CPU time (bench/speed.py's dashboard row measures it).
@@ -69,10 +84,15 @@ class JobView:
     saved_as: str | None
     error: str | None
     created: float
+    timeline: Timeline | None = None  # the frames recorded so far
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
 
     @property
     def progress(self) -> float:
@@ -80,7 +100,7 @@ class JobView:
             return 0.0
         done = self.epoch + (
             self.step / self.steps_per_epoch
-            if self.steps_per_epoch and self.status == "running" and self.step < self.steps_per_epoch
+            if self.steps_per_epoch and self.status in ("running", "paused") and self.step < self.steps_per_epoch
             else 0
         )
         return float(min(max(done / self.epochs, 0.0), 1.0))
@@ -119,7 +139,8 @@ class TrainingJob:
     _stride: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
-    _proc_stop: object = field(default=None, repr=False)  # the training process's stop event
+    timeline: Timeline | None = None
+    _control: object = field(default=None, repr=False)  # shared with the training process (RunControl)
 
     # --- reading -----------------------------------------------------------------------
     def view(self) -> JobView:
@@ -145,6 +166,9 @@ class TrainingJob:
                 self.saved_as,
                 self.error,
                 self.created,
+                None
+                if self.timeline is None
+                else dataclasses.replace(self.timeline, frames=list(self.timeline.frames)),
             )
 
     def touch(self) -> None:
@@ -153,8 +177,22 @@ class TrainingJob:
 
     def stop(self) -> None:
         self.stop_event.set()
-        if self._proc_stop is not None:
-            self._proc_stop.set()
+        if self._control is not None:
+            self._control.stop()
+
+    def pause(self) -> None:
+        """Pause after the batch that runs now (the process keeps its state)."""
+        if self._control is not None and self.view().status == "running":
+            self._control.pause()
+
+    def resume(self) -> None:
+        if self._control is not None:
+            self._control.resume()
+
+    def step_batches(self, batches: int | None) -> None:
+        """Train exactly ``batches`` more batches (None: one epoch's worth), then pause again."""
+        if self._control is not None:
+            self._control.step(batches or max(self.view().steps_per_epoch, 1))
 
     def join(self, timeout: float | None = None) -> bool:
         if self._thread is not None:
@@ -162,7 +200,7 @@ class TrainingJob:
         return not self.view().active
 
     # --- messages of the training process, checked on arrival (aecore.runs.process) -----------
-    def apply(self, msg: Started | Steps | Epoch | Status) -> None:
+    def apply(self, msg: Started | Steps | Epoch | Paused | TimelineStart | TimelineFrame | Status) -> None:
         with self._lock:
             if isinstance(msg, Started):
                 self.status, self.message = "running", "training."
@@ -172,6 +210,23 @@ class TrainingJob:
                     self._step(ev)
             elif isinstance(msg, Epoch):
                 self._epoch(msg.event)
+            elif isinstance(msg, Paused):
+                ev = msg.event
+                self.status, self.step = "paused", ev.step
+                where = (
+                    f"before epoch {ev.epoch}"
+                    if ev.step == 0
+                    else f"at step {ev.step}/{ev.steps_per_epoch} of epoch {ev.epoch}"
+                )
+                self.message = f"paused {where}, {ev.global_step} batches into this run: Resume, Step or Stop."
+                self.snapshot = ev.snapshot or self.snapshot
+            elif isinstance(msg, TimelineStart):
+                self.timeline = msg.timeline
+            elif isinstance(msg, TimelineFrame) and self.timeline is not None:
+                try:
+                    self.timeline.append(msg.frame)
+                except ValueError:
+                    pass  # a frame that does not fit the probe: the live replay goes without it
             elif isinstance(msg, Status):
                 self.status, self.message = msg.status, msg.message
                 if msg.epoch is not None:

@@ -17,6 +17,7 @@ ICONS = {
     "queued": "⏳",
     "preparing": "⏳",
     "running": "🔄",
+    "paused": "⏸️",
     "saving": "💾",
     "done": "✅",
     "stopped": "⏹️",
@@ -84,7 +85,7 @@ def loss_series(v: JobView) -> list[Series]:
 
 def live_view(v: JobView, kind: str) -> LiveView:
     """The panel's content for a run on ``kind`` data (image, vector or sequence)."""
-    step = f", step {v.step}/{v.steps_per_epoch}" if v.status == "running" and v.steps_per_epoch else ""
+    step = f", step {v.step}/{v.steps_per_epoch}" if v.status in ("running", "paused") and v.steps_per_epoch else ""
     level = "error" if v.status in ("diverged", "failed") else "warning" if v.status == "queued" else "caption"
     last = v.steps[-1]["loss"] if v.steps else None
     val = v.history[-1]["val_loss"] if v.history else None

@@ -15,12 +15,16 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from aecore.control import RunControl
 from aecore.data import DataBundle
-from aecore.errors import StoreError
+from aecore.errors import AecoreError, StoreError
 from aecore.explore.metrics import evaluate
 from aecore.models.trained import TrainedModel
 from aecore.runs.request import TrainRequest, load_data, prepare, resume_config
 from aecore.store import ModelStore, validate_name
+from aecore.timeline import Timeline, choose_probe
 from aecore.train import TrainConfig, Trainer, TrainResult
 
 
@@ -80,9 +84,11 @@ def train(
     resume: TrainedModel | None = None,
     evaluate_after: bool = True,
     snapshot_items: int = 500,
+    control: RunControl | None = None,
 ) -> RunOutcome:
     """Train a preset (or a custom model), or continue ``resume``, and evaluate it
-    on the test split. Saves nothing: :func:`train_and_save` does."""
+    on the test split; its timeline is recorded (a continued model's is appended
+    to). Saves nothing: :func:`train_and_save` does."""
     notes: list[str] = []
     if resume is not None:
         request = dataclasses.replace(request, dataset=request.dataset or resume.meta.dataset)
@@ -100,12 +106,30 @@ def train(
     else:
         bundle, tm, train_cfg = prepare(request)
         optimizer_state = None
-    trainer = Trainer(train_cfg, callbacks, stop_event, snapshot_every_s, snapshot_items)
-    result = trainer.fit(tm.model, bundle, tm.normaliser, history=tm.history, optimizer_state=optimizer_state)
+    timeline = start_timeline(tm, bundle, train_cfg.seed, notes)
+    trainer = Trainer(train_cfg, callbacks, stop_event, snapshot_every_s, snapshot_items, control)
+    result = trainer.fit(tm.model, bundle, tm.normaliser, tm.history, optimizer_state, timeline)
+    tm.timeline = timeline if timeline is not None and timeline.frames else tm.timeline
     metrics = record_run(tm, result, train_cfg)
     if evaluate_after and result.epochs_run > 0 and result.status != "failed":
         metrics.update(evaluate(tm, bundle))
     return RunOutcome(tm, result, bundle, None, notes)
+
+
+def start_timeline(tm: TrainedModel, bundle: DataBundle, seed: int, notes: list[str]) -> Timeline | None:
+    """The timeline a run records into: the model's own, continued, when its probe
+    items are still this validation split's; else a new one over a seeded probe
+    (None without validation items: there is nothing to probe)."""
+    old, n_val = tm.timeline, len(bundle.val)
+    if old is not None:
+        if old.kind == bundle.kind and len(old.probe_index) and int(old.probe_index.max()) < n_val:
+            return old
+        notes.append("its earlier timeline does not fit this data, so a new one starts")
+    if n_val == 0:
+        return None
+    probe = choose_probe(n_val, seed, tm.model.latent_dim)
+    labels = None if bundle.val.labels is None else np.asarray(bundle.val.labels)[probe].astype(np.int64)
+    return Timeline(bundle.kind, probe, labels, None)
 
 
 def record_run(tm: TrainedModel, result: TrainResult, train_cfg: TrainConfig) -> dict:
@@ -143,14 +167,21 @@ def train_and_save(
     snapshot_items: int = 500,
     save: bool = True,
     world_size: int = 1,
+    control: RunControl | None = None,
 ) -> RunOutcome:
     """Check the name, train (or continue ``resume_from``), evaluate, save.
 
     A run that finished no epoch, or failed, saves nothing. ``save=False`` (a
     non-zero rank under torchrun) trains and evaluates nothing but its shard."""
     name = check_name(store, name, request, overwrite, resume_from)
-    resume = store.load(resume_from, with_optimizer=True) if resume_from else None
-    out = train(request, callbacks, stop_event, snapshot_every_s, resume, save, snapshot_items)
+    resume, notes = (store.load(resume_from, with_optimizer=True) if resume_from else None), []
+    if resume is not None:
+        try:
+            resume.timeline = store.timeline(resume_from)
+        except AecoreError as e:  # the weights are fine; only the replay of the earlier epochs is lost
+            notes.append(f"{e} A new timeline starts with this run")
+    out = train(request, callbacks, stop_event, snapshot_every_s, resume, save, snapshot_items, control)
+    out.notes[:0] = notes
     out.tm.meta.world_size = world_size
     if save and out.result.epochs_run > 0 and out.result.status != "failed":
         out.saved_as = _save(store, out.tm, name, overwrite or resume_from is not None)

@@ -2,7 +2,10 @@
 
 Each run trains in a fresh spawned process (see :mod:`aecore.runs.jobs` for why).
 It talks to the server through a one-way pipe in typed messages: :class:`Started`,
-:class:`Steps`, :class:`Epoch`, :class:`Status` and finally :class:`Result`.
+:class:`Steps`, :class:`Epoch`, :class:`Paused`, :class:`Status`, the timeline's
+:class:`TimelineStart` and :class:`TimelineFrame`, and finally :class:`Result`.
+The server reaches the process the other way through a shared
+:class:`aecore.control.RunControl` (pause, step, stop).
 The server checks every message on arrival (:func:`check_message`) before it
 touches the job, so a process can report progress but cannot set anything else
 of the job; a message of any other shape fails the run with a sentence that says
@@ -20,8 +23,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from aecore.control import RunControl
 from aecore.errors import AecoreError
-from aecore.train import EpochEvent, StepEvent
+from aecore.timeline import Frame, Timeline
+from aecore.train import EpochEvent, PauseEvent, StepEvent
 
 # The training process sends step events in batches at most this often (and at once
 # when one carries a snapshot, and at every epoch's end): a small model takes
@@ -54,6 +61,21 @@ class Epoch:
 
 
 @dataclass(frozen=True)
+class Paused:
+    event: PauseEvent
+
+
+@dataclass(frozen=True)
+class TimelineStart:
+    timeline: Timeline  # the probe, and the frames so far (a continued model's earlier ones too)
+
+
+@dataclass(frozen=True)
+class TimelineFrame:
+    frame: Frame
+
+
+@dataclass(frozen=True)
 class Status:
     status: str  # one of RELAYED_STATUSES
     message: str
@@ -72,14 +94,26 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-MESSAGES = (Started, Steps, Epoch, Status, Result)
+MESSAGES = (Started, Steps, Epoch, Paused, TimelineStart, TimelineFrame, Status, Result)
 
 
 def _num(v, lo: float = -math.inf) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and (v != v or v >= lo)
 
 
-def check_message(msg) -> Started | Steps | Epoch | Status | Result:
+def _frame_ok(f) -> bool:
+    return (
+        isinstance(f, Frame)
+        and isinstance(f.step, int)
+        and _num(f.epoch)
+        and isinstance(f.codes, np.ndarray)
+        and f.codes.ndim == 2
+        and f.codes.dtype.kind == "f"
+        and (f.recons is None or (isinstance(f.recons, np.ndarray) and f.recons.dtype.kind == "f"))
+    )
+
+
+def check_message(msg) -> Started | Steps | Epoch | Paused | TimelineStart | TimelineFrame | Status | Result:
     """``msg`` if it is a well-formed message of the protocol; ProtocolError otherwise."""
 
     def bad(why: str):
@@ -98,6 +132,23 @@ def check_message(msg) -> Started | Steps | Epoch | Status | Result:
             bad("a step event without a numeric loss and step")
     if isinstance(msg, Epoch) and not (isinstance(msg.event, EpochEvent) and isinstance(msg.event.epoch, int)):
         bad("an epoch message that is not an epoch event")
+    if isinstance(msg, Paused) and not (
+        isinstance(msg.event, PauseEvent)
+        and all(isinstance(v, int) and v >= 0 for v in (msg.event.epoch, msg.event.step, msg.event.global_step))
+    ):
+        bad("a pause that is not a pause event")
+    if isinstance(msg, TimelineStart):
+        tl = msg.timeline
+        if not (
+            isinstance(tl, Timeline)
+            and isinstance(tl.probe_index, np.ndarray)
+            and tl.probe_index.dtype.kind == "i"
+            and isinstance(tl.frames, list)
+            and all(map(_frame_ok, tl.frames))
+        ):
+            bad("a timeline that is not a timeline of frames")
+    if isinstance(msg, TimelineFrame) and not _frame_ok(msg.frame):
+        bad("a timeline frame without numeric codes")
     if isinstance(msg, Status):
         if msg.status not in RELAYED_STATUSES or not isinstance(msg.message, str):
             bad(f"a status {msg.status!r} that a running process cannot report")
@@ -118,6 +169,7 @@ class Relay:
         self.conn = conn
         self._steps: list[StepEvent] = []
         self._last = time.perf_counter()
+        self._timeline_sent = False
 
     def send(self, msg) -> None:
         self.flush()
@@ -143,14 +195,25 @@ class Relay:
     def on_epoch_end(self, ev: EpochEvent) -> None:
         self.send(Epoch(ev))
 
+    def on_pause(self, ev: PauseEvent) -> None:
+        self.send(Paused(ev))
+
+    def on_resume(self, ev: PauseEvent) -> None:
+        self.status("running", "training.")
+
+    def on_frame(self, timeline: Timeline, frame: Frame) -> None:
+        # the probe and every frame so far once, then each new frame (half a MB at most)
+        self.send(TimelineFrame(frame) if self._timeline_sent else TimelineStart(timeline))
+        self._timeline_sent = True
+
     def on_train_end(self, result) -> None:
         if result.epochs_run > 0 and result.status != "failed":
             self.status("saving", "evaluating on the test split and saving the model.")
 
 
-def _process_main(conn, stop, target: str, payload) -> None:
+def _process_main(conn, control: RunControl, target: str, payload) -> None:
     """Entry point of a training process: ``target`` ("module:function") is called
-    with ``(payload, relay, stop)`` and the :class:`Result` it returns is the last message."""
+    with ``(payload, relay, control)`` and the :class:`Result` it returns is the last message."""
     # Ctrl+C in the server's terminal reaches the whole process group; the server
     # decides when its runs end, so a training process does not die of it mid-save.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -158,7 +221,7 @@ def _process_main(conn, stop, target: str, payload) -> None:
         module, fn = target.split(":")
         func = getattr(importlib.import_module(module), fn)
         relay = Relay(conn)
-        out = func(payload, relay, stop)
+        out = func(payload, relay, control)
         relay.flush()
         conn.send(out)
     except AecoreError as e:  # the user's to fix: the message is enough
@@ -172,26 +235,27 @@ def _process_main(conn, stop, target: str, payload) -> None:
 def run_in_process(target: str, payload, job, poll_s: float = 0.2) -> Result:
     """Run ``target`` in a fresh (spawned) process and apply its messages to ``job``
     (a :class:`aecore.runs.jobs.TrainingJob`) until it ends; return its Result.
-    The job's stop event reaches the process.
+    The job's stop event reaches the process, and so do pause and step through
+    the shared control (``job._control``).
 
     A process that dies without a result (killed, out of memory), or that sends
     something outside the protocol, gives a failed Result that says so."""
     ctx = mp.get_context("spawn")  # fork would copy a threaded server and its OpenMP state
     reader, writer = ctx.Pipe(duplex=False)
-    stop = ctx.Event()
-    job._proc_stop = stop
+    control = RunControl.for_process(ctx)
+    job._control = control
     if job.stop_event.is_set():
-        stop.set()
+        control.stop()
     proc = ctx.Process(
-        target=_process_main, args=(writer, stop, target, payload), name=f"aecore-train-{job.id}", daemon=True
+        target=_process_main, args=(writer, control, target, payload), name=f"aecore-train-{job.id}", daemon=True
     )
     proc.start()
     writer.close()  # the child holds the only writer: EOF here means it has gone
     result = None
     try:
         while True:
-            if job.stop_event.is_set() and not stop.is_set():
-                stop.set()
+            if job.stop_event.is_set() and not control.stopped:
+                control.stop()
             if not reader.poll(poll_s):
                 if not proc.is_alive() and not reader.poll(0):
                     break
@@ -227,7 +291,7 @@ def run_in_process(target: str, payload, job, poll_s: float = 0.2) -> Result:
     return result
 
 
-def train_in_process(spec: dict, relay: Relay, stop) -> Result:
+def train_in_process(spec: dict, relay: Relay, control: RunControl) -> Result:
     """What a dashboard run does in its training process: train, then save."""
     import torch
 
@@ -246,9 +310,9 @@ def train_in_process(spec: dict, relay: Relay, stop) -> Result:
         overwrite=spec["overwrite"],
         resume_from=spec["resume_from"],
         callbacks=[relay],
-        stop_event=stop,
         snapshot_every_s=spec["snapshot_every_s"],
         snapshot_items=spec["snapshot_items"],
+        control=control,
     )
     r = out.result
     return Result(r.status, out.message, out.saved_as, r.epochs_run, r.images_per_s, os.getpid(), notes=out.notes)
@@ -256,12 +320,15 @@ def train_in_process(spec: dict, relay: Relay, stop) -> Result:
 
 __all__ = [
     "Epoch",
+    "Paused",
     "ProtocolError",
     "Relay",
     "Result",
     "Started",
     "Status",
     "Steps",
+    "TimelineFrame",
+    "TimelineStart",
     "check_message",
     "run_in_process",
     "train_in_process",
