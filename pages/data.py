@@ -9,7 +9,6 @@ from aecore.data import DATASETS, download
 from aecore.errors import AecoreError
 from aecore.explore import data as explore
 from aecore.explore.data import DEMO_EPOCHS, DEMO_PRESET, SPLITS
-from aecore.runs.request import TrainRequest
 from pages._common import DATA_DIR, ensure_navigation, load_bundle, load_model, show_error, show_images, store
 from pages._job_panel import attach_run, start_run
 from pages._run_view import run_panel
@@ -123,8 +122,7 @@ else:
         job = attach_run("data_job")
         label = f"Train {DEMO_PRESET} on {name} ({DEMO_EPOCHS} epochs)"
         if st.button(label, key="data_train_demo", type="primary", disabled=bool(job and job.view().active)):
-            request = TrainRequest(preset=DEMO_PRESET, dataset=name, epochs=DEMO_EPOCHS, data_dir=DATA_DIR)
-            if start_run("data_job", request, f"{DEMO_PRESET}-{name}", overwrite=True):
+            if start_run("data_job", explore.demo_request(name, DATA_DIR), f"{DEMO_PRESET}-{name}", overwrite=True):
                 st.rerun()
         run_panel(job, "data", kind="vector", explore_links=False)  # when it has saved, the model list has it
         st.stop()

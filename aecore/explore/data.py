@@ -15,6 +15,7 @@ from aecore.errors import ConfigError
 from aecore.explore.manifold import error_segments, learned_manifold, order_agreement
 from aecore.explore.sequences import format_tokens
 from aecore.models.trained import TrainedModel
+from aecore.runs.request import TrainRequest
 
 SPLITS = ("train", "val", "test")
 DEMO_PRESET, DEMO_EPOCHS = "manifold-1d", 200
@@ -294,3 +295,8 @@ __all__ = [
     "sequence_intro",
     "summary",
 ]
+
+
+def demo_request(name: str, data_dir: str | None = None) -> TrainRequest:
+    """The Data page's manifold demo run: DEMO_PRESET on dataset ``name`` for DEMO_EPOCHS epochs."""
+    return TrainRequest(preset=DEMO_PRESET, dataset=name, epochs=DEMO_EPOCHS, data_dir=data_dir)
