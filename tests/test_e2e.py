@@ -229,6 +229,43 @@ def test_click_a_latent_point_to_decode_it(page, server, console, flow):
         screenshot(page, "latent")
 
 
+def test_replay_how_the_code_space_formed(page, server, console, flow):
+    need_model(flow)
+    with explained(server, page, console, flow_name()):
+        open_page(page, server, "/latent", "Latent space")
+        expect(page.get_by_role("heading", name="How this code space formed")).to_be_visible()
+        slider = page.locator(".st-key-lat_replay_frame input[type='range']")
+
+        def title(label: str):  # the figure's title for a frame (a rerun may briefly show the old figure too)
+            titles = page.locator(".st-key-lat_replay_replay_fig .gtitle")
+            return titles.filter(has_text=re.compile(rf"validation items, {re.escape(label)}$")).first
+
+        last = slider.get_attribute("max")
+        expect(slider).to_have_value(last)  # it opens on the trained model
+        expect(slider).to_have_attribute("aria-valuetext", f"epoch {EPOCHS}")
+        expect(title(f"epoch {EPOCHS}")).to_be_visible()
+        slider.focus()
+        page.keyboard.press("Home")
+        expect(title("epoch 0")).to_be_visible(timeout=TIMEOUT_MS)  # the untrained model's codes
+        page.get_by_role("button", name="Play", exact=False).click()
+        expect(slider).not_to_have_value("0", timeout=TIMEOUT_MS)  # the play button moves the slider...
+        expect(slider).to_have_value(last, timeout=TIMEOUT_MS)  # ...to the end, where it stops
+        expect(title(f"epoch {EPOCHS}")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.get_by_role("button", name="Play", exact=False)).to_be_visible(timeout=TIMEOUT_MS)
+        slider.focus()
+        page.keyboard.press("Home")
+        for _ in range(6):
+            page.keyboard.press("ArrowRight")
+        expect(slider).to_have_value("6")
+        label = slider.get_attribute("aria-valuetext")
+        assert label not in ("epoch 0", f"epoch {EPOCHS}"), label
+        expect(title(label)).to_be_visible(timeout=TIMEOUT_MS)
+        wait_idle(page, TIMEOUT_MS)
+        no_exception(page)
+        page.mouse.move(5, 5)
+        screenshot(page, "replay")
+
+
 def test_move_a_latent_slider_and_see_the_decoded_image_change(page, server, console, flow):
     need_model(flow)
     with explained(server, page, console, flow_name()):
@@ -275,3 +312,43 @@ def test_other_pages_render_with_the_trained_model(page, server, console, flow, 
         no_exception(page)
         expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
         screenshot(page, shot)
+
+
+def test_pause_step_resume_and_stop_a_run(page, server, console, flow):
+    """Last in the file: its model becomes the newest, which the pickers above would open on.
+    The controls are found inside their own keys: while a script runs, Streamlit's
+    header shows a "Stop" button of its own (it stops the script, not the run)."""
+    with explained(server, page, console, flow_name()):
+        open_page(page, server, "/train", "Train")
+        dataset = page.get_by_role("combobox", name="Dataset")
+        if dataset.input_value() != "digits":
+            dataset.click()
+            page.get_by_role("option", name="digits", exact=True).click()
+        for key, value in (("tr_epochs", 5000), ("tr_batch", 32)):
+            box = page.locator(f".st-key-{key} input")
+            box.fill(str(value))
+            box.press("Enter")
+            expect(box).to_have_value(str(value))
+        page.locator(".st-key-tr_name_vanilla_digits input").fill("paused-run")
+        page.get_by_role("button", name="Train", exact=True).click()
+        expect(page.get_by_text(re.compile(r"^running: epoch")).first).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
+        page.locator(".st-key-tr_pause").get_by_role("button", name="Pause").click()
+        expect(page.get_by_text(re.compile(r"^paused: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
+        where = page.get_by_text(re.compile(r"batches into this run")).first
+        done = int(re.search(r"(\d+) batches into this run", where.inner_text()).group(1))
+        step_by = page.get_by_role("combobox", name="Step by")
+        step_by.click()
+        page.get_by_role("option", name="10 batches", exact=True).click()
+        page.locator(".st-key-tr_step").get_by_role("button", name="Step").click()
+        # exactly ten batches later it is paused again
+        expect(page.get_by_text(re.compile(rf"\b{done + 10} batches into this run")).first).to_be_visible(
+            timeout=TIMEOUT_MS
+        )
+        expect(page.get_by_text(re.compile(r"^paused: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
+        page.locator(".st-key-tr_resume").get_by_role("button", name="Resume").click()
+        expect(page.get_by_text(re.compile(r"^running: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
+        page.locator(".st-key-tr_stop").get_by_role("button", name="Stop").click()
+        expect(page.get_by_text(re.compile(r"^stopped: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
+        saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved as 'paused-run'").first
+        expect(saved).to_be_visible(timeout=TIMEOUT_MS)
+        no_exception(page)
