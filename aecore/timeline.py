@@ -35,6 +35,7 @@ File layout (safetensors, all tensors little-endian)::
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -127,6 +128,13 @@ class Timeline:
         given, self.frames = list(self.frames), []
         for f in given:  # checked like appended frames, but a given list is never thinned
             self.frames.append(self._checked(f))
+
+    def view(self) -> Timeline:
+        """A copy that later appends do not change: the same checked frames in a list of
+        its own (no arrays are copied, nothing is checked again; what a live job hands out)."""
+        out = copy.copy(self)
+        out.frames = list(self.frames)
+        return out
 
     # --- sizes -----------------------------------------------------------------
     @property

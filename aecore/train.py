@@ -42,11 +42,12 @@ from aecore.models import Autoencoder
 from aecore.normalise import Normaliser
 from aecore.timeline import MIN_FRAMES, RECON_ITEMS, Frame, Timeline
 
-# Frames recorded within epochs may take at most this share of the training time, plus
-# a fixed half second so that a run of seconds still gets its frames (epoch-end frames
-# are always taken: one probe pass costs less than validation's pass).
-TIMELINE_BUDGET = 0.02
-TIMELINE_FLOOR_S = 0.5
+# A frame within an epoch is taken only while every frame so far took at most this share
+# of the training time, plus a fixed 50 ms so that a run of a fraction of a second (the
+# built-in digits) still gets its frames. Epoch-end frames are always taken: one probe
+# pass costs less than validation's. bench/speed.py's timeline section measures the total.
+TIMELINE_BUDGET = 0.015
+TIMELINE_FLOOR_S = 0.05
 
 
 @dataclass
@@ -197,6 +198,7 @@ class TrainResult:
     wall_s: float
     images_per_s: float
     optimizer_state: dict | None = None
+    timeline_s: float = 0.0  # seconds spent recording timeline frames (bench/speed.py's timeline section)
 
     @property
     def ok(self) -> bool:
@@ -358,7 +360,7 @@ class _Run:
     probe_x: torch.Tensor | None = None  # the timeline's probe items, model space, on the device
     frame_every: int | None = None  # steps between frames within epochs (short runs)
     base_step: int = 0  # the timeline's steps before this run
-    record_s: float = 0.0  # seconds spent recording frames within epochs
+    record_s: float = 0.0  # seconds spent recording timeline frames
 
 
 @dataclass
@@ -571,7 +573,7 @@ class Trainer:
     ) -> None:
         """One timeline frame after ``done`` batches of this run: the probe's codes and
         the first RECON_ITEMS probe items' reconstructions, display space."""
-        tl = run.timeline
+        tl, t = run.timeline, time.perf_counter()
         snap = take_snapshot(run.model, run.bundle, run.normaliser, run.probe_x, None, RECON_ITEMS)
         images = run.bundle.kind != "sequence"  # token ids are not pictures: codes only
         if tl.originals is None and images:
@@ -583,6 +585,8 @@ class Trainer:
             tl.append(frame)
         except ValueError:  # non-finite codes of a diverging step: the replay goes without them
             return
+        finally:
+            run.record_s += time.perf_counter() - t
         self._emit("on_frame", tl, frame)
 
     def get_batch(self, run: _Run, perm: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -659,7 +663,6 @@ class Trainer:
                     self._record_frame(
                         run, ep.index * run.steps + s + 1, ep.number - 1 + (s + 1) / run.steps, step.loss
                     )
-                    run.record_s += time.perf_counter() - t
                     ep.paused_s += time.perf_counter() - t  # a frame is not training time
         ep.train_s = time.perf_counter() - te - ep.paused_s
         run.train_time += ep.train_s
@@ -817,6 +820,7 @@ class Trainer:
             time.perf_counter() - run.t0,
             run.seen / max(run.train_time, 1e-9),
             run.opt.state_dict(),
+            run.record_s,
         )
         self._emit("on_train_end", result)
         return result

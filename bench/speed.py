@@ -59,6 +59,7 @@ GOAL_MM_SHARE = 0.90
 GOAL_DECODE_MS = 2.0
 GOAL_QUALITY = 1.02
 GOAL_DASHBOARD = 0.90
+GOAL_TIMELINE = 0.03  # recording a run's timeline costs at most this share of its training time
 
 # ---------------------------------------------------------------------------------------------
 # Shared helpers (main process and workers)
@@ -673,6 +674,44 @@ class Worker:
             "status": status,
         }
 
+    def timeline_cost(self, preset: str, n: int, n_test: int, seed: int, epochs: int, rounds: int) -> dict:
+        """Whole runs of ``epochs`` epochs on the synthetic data with and without the timeline
+        (alternating, each from the same initial weights): the wall-time ratio, and the
+        trainer's own count of the seconds its frames took (TrainResult.timeline_s)."""
+        import copy
+
+        import numpy as np
+
+        from aecore.timeline import Timeline, choose_probe
+        from aecore.train import Trainer
+
+        bundle = synthetic_bundle(preset, n, n_test, seed)
+        model0, normaliser, cfg = prepare_like_workflow(preset, bundle, seed, BATCH_OVERRIDE.get(preset))
+        cfg = dataclasses.replace(cfg, epochs=epochs)
+        walls: dict[str, list[float]] = {"off": [], "on": []}
+        shares, frames = [], 0
+        for r in range(rounds):
+            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                tl = None
+                if mode == "on":
+                    probe = choose_probe(len(bundle.val), seed, model0.latent_dim)
+                    tl = Timeline("image", probe, np.asarray(bundle.val.labels)[probe].astype(np.int64), None)
+                t0 = time.perf_counter()
+                res = Trainer(cfg).fit(copy.deepcopy(model0), bundle, normaliser, timeline=tl)
+                walls[mode].append(time.perf_counter() - t0)
+                if tl is not None:
+                    shares.append(res.timeline_s / max(res.wall_s - res.timeline_s, 1e-9))
+                    frames = len(tl.frames)
+        off, on = statistics.median(walls["off"]), statistics.median(walls["on"])
+        return {
+            "epochs": epochs,
+            "frames": frames,
+            "wall_off_s": walls["off"],
+            "wall_on_s": walls["on"],
+            "wall_ratio": on / off,
+            "recording_share": statistics.median(shares),
+        }
+
     def release(self) -> None:
         self.s = {}
 
@@ -702,9 +741,9 @@ def _train_page_for(job):
     return at
 
 
-def dashboard_target(payload, relay, stop):
+def dashboard_target(payload, relay, control):
     """The dashboard row's training process (run by aecore.runs.process.run_in_process): aecore's
-    Trainer with the job's relay and live snapshots, timed by a _TrainerWindow."""
+    Trainer with the job's relay, live snapshots and run control, timed by a _TrainerWindow."""
     from aecore.runs.jobs import LIVE_SNAPSHOT_ITEMS
     from aecore.train import Trainer
 
@@ -714,11 +753,12 @@ def dashboard_target(payload, relay, stop):
     cfg = dataclasses.replace(s["cfg"], epochs=100_000)
     n_train = len(s["bundle"].train)
     bs = min(cfg.batch_size, n_train)
+    stop = control.stop_event
     cb = _TrainerWindow(stop, payload["seconds"], payload["warm"], payload["min_steps"], n_train, bs, cfg.drop_last)
     status = None
     for _ in range(50):  # a fit that ends early (early stopping) is simply continued
         res = Trainer(
-            cfg, [relay, cb], stop_event=stop, snapshot_every_s=payload["poll_s"], snapshot_items=LIVE_SNAPSHOT_ITEMS
+            cfg, [relay, cb], snapshot_every_s=payload["poll_s"], snapshot_items=LIVE_SNAPSHOT_ITEMS, control=control
         ).fit(s["model"], s["bundle"], s["normaliser"])
         status = res.status
         if cb.done or res.status in ("diverged", "failed"):
@@ -946,7 +986,7 @@ def main(argv=None) -> int:
         "--skip",
         nargs="*",
         default=[],
-        choices=["train", "pythae", "latency", "quality", "gemm", "dashboard"],
+        choices=["train", "pythae", "latency", "quality", "gemm", "dashboard", "timeline"],
         help="sections to leave out (development only)",
     )
     ap.add_argument(
@@ -1196,6 +1236,28 @@ def main(argv=None) -> int:
                 print(f"quality {preset} [{next(iter(qres[preset].values()))['data']}]: {line}", flush=True)
             result["quality"] = qres
             mark("quality_done")
+        # ---- timeline: what recording it costs a whole short run ----
+        if "timeline" not in args.skip:
+            result["timeline"] = {
+                preset: pool.call(
+                    "aecore",
+                    "timeline_cost",
+                    preset=preset,
+                    n=n,
+                    n_test=n_test,
+                    seed=seed,
+                    epochs=2,
+                    rounds=1 if q else 2,
+                )
+                for preset in args.presets
+            }
+            for preset, t in result["timeline"].items():
+                print(
+                    f"timeline {preset}: {t['frames']} frames, recording {100 * t['recording_share']:.2f}% of "
+                    f"training, wall x{t['wall_ratio']:.3f}",
+                    flush=True,
+                )
+            mark("timeline_done")
         if "gemm" not in args.skip:
             result["gemm_end"] = {
                 v: pool.call(v, "gemm", seconds=gemm_args[0], rounds=gemm_args[1]) for v in gemm_procs
@@ -1527,6 +1589,22 @@ def render(res: dict) -> tuple[str, list[dict]]:
             dash,
             all(v >= GOAL_DASHBOARD for v in dash.values()),
             ", ".join(f"{p} {v:.0%}" for p, v in dash.items()),
+        )
+    tlc = res.get("timeline", {})
+    if tlc:
+        out.append("Timeline recording: whole 2-epoch runs with and without it (median of alternating runs)")
+        rows = [
+            [p, str(t["frames"]), f"{100 * t['recording_share']:.2f}%", f"{t['wall_ratio']:.3f}"]
+            for p, t in tlc.items()
+        ]
+        out.append(table(rows, ["preset", "frames", "recording / training time", "wall with / without"]))
+        out.append("")
+        shares = {p: t["recording_share"] for p, t in tlc.items()}
+        goal(
+            f"timeline recording <= {GOAL_TIMELINE:.0%} of training time",
+            shares,
+            all(v <= GOAL_TIMELINE for v in shares.values()),
+            ", ".join(f"{p} {v:.2%}" for p, v in shares.items()),
         )
     lats = {p: r["latency"]["decode_p50_ms"] for p, r in tr.items() if r.get("latency")}
     if lats:

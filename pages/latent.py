@@ -109,9 +109,9 @@ with left:
     )
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def timeline(name: str, stamp: int, root: str):
-    """The model's timeline, read again when its weights (saved with it) change."""
+    """The model's timeline (read-only here: shared, not copied), read again when its weights change."""
     return store().timeline(name)
 
 

@@ -117,3 +117,13 @@ def test_the_cli_records_a_timeline(tmp_path):
     assert r.returncode == 0, r.stderr
     tl = ModelStore(tmp_path / "store").timeline("cli-tl")
     assert tl is not None and len(tl.frames) >= 2 * 6 + 1 and tl.frames[-1].epoch == 2  # 6 batches an epoch
+
+
+def test_replayed_frames_move_less_between_neighbours_than_from_first_to_last(trained):
+    store, _ = trained
+    rp = replay(store.timeline("tl-run"))
+    steps = np.linalg.norm(np.diff(rp.xy, axis=0), axis=2).mean(axis=1)  # (F-1,) mean move per frame
+    whole = np.linalg.norm(rp.xy[-1] - rp.xy[0], axis=1).mean()
+    assert steps.max() < whole
+    lo, hi = rp.xy.min(axis=(0, 1)), rp.xy.max(axis=(0, 1))
+    assert rp.x_range[0] <= lo[0] and hi[0] <= rp.x_range[1] and rp.y_range[0] <= lo[1] and hi[1] <= rp.y_range[1]

@@ -18,7 +18,6 @@ server and the other runs.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -166,9 +165,7 @@ class TrainingJob:
                 self.saved_as,
                 self.error,
                 self.created,
-                None
-                if self.timeline is None
-                else dataclasses.replace(self.timeline, frames=list(self.timeline.frames)),
+                None if self.timeline is None else self.timeline.view(),
             )
 
     def touch(self) -> None:
