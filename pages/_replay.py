@@ -14,10 +14,13 @@ from collections.abc import Callable
 import streamlit as st
 
 from aecore.explore import replay
-from aecore.runs.jobs import LIVE_POLL_S
 from aecore.timeline import Timeline
 
 PLAY_S = 0.4  # seconds per frame while playing: a 40-frame run plays in 16 s
+# A live run's replay looks for new frames this often: frames come every few seconds at
+# most, and every timed rerun of a fragment is a moment when a click on the page's other
+# fragment (the run panel's controls) can land on an element being redrawn.
+LIVE_REPLAY_S = 5.0
 
 
 def replay_panel(
@@ -25,7 +28,7 @@ def replay_panel(
 ) -> None:
     """``timeline`` is called on every refresh (a live run adds frames)."""
     playing = st.session_state.get(f"{key}_playing", False)
-    every = PLAY_S if playing else LIVE_POLL_S if live else None
+    every = PLAY_S if playing else LIVE_REPLAY_S if live else None
     st.fragment(_replay, run_every=every)(timeline, key, class_names, playing)
 
 

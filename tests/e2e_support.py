@@ -284,3 +284,23 @@ def explained(server: Server, page=None, console: list[str] | None = None, name:
         if console:
             shown += "\n--- browser console (tail) ---\n" + "\n".join(console[-15:])
         raise AssertionError(f"{type(e).__name__}: {e}{shown}\n--- server log (tail) ---\n{server.log_tail()}") from e
+
+
+def click_until(button, shown, tries: int = 3, wait_ms: int = 30_000) -> None:
+    """Click ``button`` until ``shown`` is visible.
+
+    A fragment on a timer (a run's panel redraws every 1.5 s) replaces its elements
+    while it draws, and for a moment the old copy of a button sits beside the new one;
+    a click that lands on the copy being replaced is lost, for a user as for a test
+    (the user clicks again). Each try first waits ``wait_ms`` for the effect, so a
+    click that was only slow on a busy machine is never repeated."""
+    from playwright.sync_api import expect
+
+    for attempt in range(tries):
+        button.first.click()
+        try:
+            expect(shown).to_be_visible(timeout=wait_ms)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise

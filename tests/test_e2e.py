@@ -20,6 +20,7 @@ import pytest
 from e2e_support import (
     VIEWPORT,
     chromium_browser,
+    click_until,
     explained,
     fetch_image,
     image_pixels,
@@ -332,23 +333,21 @@ def test_pause_step_resume_and_stop_a_run(page, server, console, flow):
         page.locator(".st-key-tr_name_vanilla_digits input").fill("paused-run")
         page.get_by_role("button", name="Train", exact=True).click()
         expect(page.get_by_text(re.compile(r"^running: epoch")).first).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
-        page.locator(".st-key-tr_pause").get_by_role("button", name="Pause").click()
-        expect(page.get_by_text(re.compile(r"^paused: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
+        paused = page.get_by_text(re.compile(r"^paused: epoch")).first
+        click_until(page.locator(".st-key-tr_pause").get_by_role("button", name="Pause"), paused)
         where = page.get_by_text(re.compile(r"batches into this run")).first
         done = int(re.search(r"(\d+) batches into this run", where.inner_text()).group(1))
         step_by = page.get_by_role("combobox", name="Step by")
         step_by.click()
         page.get_by_role("option", name="10 batches", exact=True).click()
-        page.locator(".st-key-tr_step").get_by_role("button", name="Step").click()
         # exactly ten batches later it is paused again
-        expect(page.get_by_text(re.compile(rf"\b{done + 10} batches into this run")).first).to_be_visible(
-            timeout=TIMEOUT_MS
-        )
-        expect(page.get_by_text(re.compile(r"^paused: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
-        page.locator(".st-key-tr_resume").get_by_role("button", name="Resume").click()
-        expect(page.get_by_text(re.compile(r"^running: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
-        page.locator(".st-key-tr_stop").get_by_role("button", name="Stop").click()
-        expect(page.get_by_text(re.compile(r"^stopped: epoch")).first).to_be_visible(timeout=TIMEOUT_MS)
+        stepped = page.get_by_text(re.compile(rf"\b{done + 10} batches into this run")).first
+        click_until(page.locator(".st-key-tr_step").get_by_role("button", name="Step"), stepped)
+        expect(paused).to_be_visible(timeout=TIMEOUT_MS)
+        running = page.get_by_text(re.compile(r"^running: epoch")).first
+        click_until(page.locator(".st-key-tr_resume").get_by_role("button", name="Resume"), running)
+        stopped = page.get_by_text(re.compile(r"^stopped: epoch")).first
+        click_until(page.locator(".st-key-tr_stop").get_by_role("button", name="Stop"), stopped)
         saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved as 'paused-run'").first
         expect(saved).to_be_visible(timeout=TIMEOUT_MS)
         no_exception(page)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from e2e_support import VIEWPORT, chromium_browser, streamlit_server, wait_idle, why_no_browser
+from e2e_support import VIEWPORT, chromium_browser, click_until, streamlit_server, wait_idle, why_no_browser
 
 _reason = why_no_browser()
 if _reason:
@@ -193,10 +193,9 @@ def run_load(tmp_path: Path, sessions: int, trainers: int, seconds: float) -> di
             for page, name, job in runners:
                 page.goto(f"{server.url}/train?job={job}")
                 expect(page.get_by_text(re.compile(r"^running: epoch"))).to_be_visible(timeout=TIMEOUT_MS)
-                page.locator(".st-key-tr_stop button").click()
-                expect(page.get_by_text(re.compile(r"^stopped: epoch")).first).to_be_visible(
-                    timeout=TIMEOUT_MS
-                )  # a fragment rerun may briefly show two
+                # a fragment rerun may briefly show two of the button and of the status line
+                stopped = page.get_by_text(re.compile(r"^stopped: epoch")).first
+                click_until(page.locator(".st-key-tr_stop button"), stopped)
                 saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text=f"Saved as '{name}'").first
                 expect(saved).to_be_visible(timeout=TIMEOUT_MS)
 
