@@ -45,14 +45,17 @@ def _replay(timeline: Callable[[], Timeline | None], key: str, class_names: list
         )
         return
     rp = replay.replay(tl, class_names)
-    n, cur = len(tl.frames), st.session_state.get(slider)
-    if cur is None or cur >= n or cur == st.session_state.get(seen, n) - 1:
-        cur = n - 1  # show (and keep following) the newest frame
+    n, cur, before = len(tl.frames), st.session_state.get(slider), st.session_state.get(seen, len(tl.frames))
+    new = cur
+    if cur is None or cur >= n or (cur == before - 1 and n > before):
+        new = n - 1  # show (and keep following) the newest frame
     if timer:
-        cur = min(cur + 1, n - 1)
-        if cur == n - 1:
+        new = min(new + 1, n - 1)
+        if new == n - 1:
             st.session_state[playing_key] = False
-    st.session_state[slider], st.session_state[seen] = cur, n
+    if new != cur:  # written only to move it: a value set here overrides the browser's newer one
+        st.session_state[slider] = new
+    st.session_state[seen] = n
     i = st.select_slider(
         "Epoch",
         options=list(range(n)),
