@@ -17,14 +17,19 @@ from pages._replay import replay_panel
 EXPLORE = ("Reconstruct", "Latent space", "Generate", "Compare")  # pages/<first word>.py
 
 
-def run_panel(job: TrainingJob | None, key: str, kind: str = "image", explore_links: bool = True) -> None:
+def run_panel(
+    job: TrainingJob | None, key: str, kind: str = "image", explore_links: bool = True, page_saw_active: bool = False
+) -> None:
     """Progress, controls, every loss term, reconstructions and codes of ``job``,
     refreshed every ``LIVE_POLL_S`` while it runs (or is paused); when it ends, one
     full rerun (the page's buttons come back) and the saved model becomes the chosen
-    one on every page. Below it, the replay of the frames recorded so far."""
+    one on every page. Below it, the replay of the frames recorded so far.
+    ``page_saw_active``: the page drew its buttons for an active run; if the run ended
+    since, the panel's first look sees the change and reruns the page."""
     if job is None:
         return
-    running = job.view().active  # wrapped on every script run: a finished run is not polled
+    # wrapped on every script run: a finished run is not polled
+    running = page_saw_active or job.view().active
     st.fragment(_panel, run_every=LIVE_POLL_S if running else None)(job.id, running, key, kind, explore_links)
     with st.expander("Replay: how the code space formed", expanded=not running):
         replay_panel(lambda: _timeline(job.id), key, live=running)

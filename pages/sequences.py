@@ -55,7 +55,7 @@ if pressed:
         st.rerun()
 if job is None:
     st.caption("No training job in this session yet.")
-run_panel(job, "seq", kind="sequence", explore_links=False)
+run_panel(job, "seq", kind="sequence", explore_links=False, page_saw_active=active)
 
 # --- 2. Try it -------------------------------------------------------------------------
 st.header("2 · Try it")

@@ -137,7 +137,8 @@ with form_col:
 
 with live_col:
     if job is not None:
-        run_panel(job, "tr", DATASETS[job.view().dataset].kind if job.view().dataset in DATASETS else "image")
+        kind = DATASETS[job.view().dataset].kind if job.view().dataset in DATASETS else "image"
+        run_panel(job, "tr", kind, page_saw_active=running)
     else:
         st.info(
             "No run selected. Choose a preset and press **Train**; the run's id goes into the URL, "
